@@ -1,0 +1,1 @@
+"""The `vpp-sandbox` command: the composition root that wires the three packages together."""
