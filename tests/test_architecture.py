@@ -1,0 +1,68 @@
+"""The dependency rule of docs/architecture.md, kept true by scanning imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = {"connexion", "starlette", "uvicorn", "httpx", "requests", "jwt", "sqlite3", "flask"}
+IO_AND_CLOCK = {"os", "time", "socket", "asyncio", "threading", "random", "secrets"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _top(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_lifecycle_is_pure() -> None:
+    path = ROOT / "mock_server" / "lifecycle.py"
+    imported = _top(_imports(path))
+    assert not imported & (WEB | IO_AND_CLOCK | {"mock_server", "fixtures", "contract_tests"})
+    assert "datetime.now" not in path.read_text() and "utcnow" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", _modules("contract_tests"), ids=lambda p: p.name)
+def test_contract_tests_never_import_the_mock(path: Path) -> None:
+    assert "mock_server" not in _top(_imports(path)), f"{path} imports mock_server"
+
+
+@pytest.mark.parametrize("path", _modules("fixtures"), ids=lambda p: p.name)
+def test_fixtures_use_only_the_domain(path: Path) -> None:
+    imported = _imports(path)
+    web_side = {n for n in imported if n.startswith("mock_server.")} - {
+        "mock_server.lifecycle",
+        "mock_server.settings",
+    }
+    assert not web_side, f"{path} imports the mock's web layer: {web_side}"
+    assert not _top(imported) & WEB
+
+
+@pytest.mark.parametrize("path", _modules("mock_server"), ids=lambda p: p.name)
+def test_mock_never_imports_the_suites_or_the_cli(path: Path) -> None:
+    assert not _top(_imports(path)) & {"contract_tests", "vpp_sandbox"}
+
+
+def test_only_settings_reads_the_environment() -> None:
+    for package in ("mock_server", "fixtures"):
+        for path in _modules(package):
+            if path.name == "settings.py":
+                continue
+            text = path.read_text()
+            assert "os.environ" not in text and "getenv" not in text, f"{path} reads the env"
