@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -204,15 +204,15 @@ def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no UTC offset")
-    return parsed.astimezone(timezone.utc).replace(microsecond=0)
+    return parsed.astimezone(UTC).replace(microsecond=0)
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _floor(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 # -- the object -----------------------------------------------------------------------------
@@ -469,7 +469,7 @@ def parse_records(body: Sequence[Mapping[str, Any]]) -> list[Record]:
         try:
             occurred = parse_time(raw["occurred_at"]) if raw.get("occurred_at") else None
             expected = parse_time(raw["expected_at"]) if raw.get("expected_at") else None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidTimeline(
                 f"participation_state[{i}] has a time that is not RFC 3339 ({exc}); "
                 "send times like 2026-11-03T09:15:00Z."
@@ -610,7 +610,10 @@ def apply_update(
     resubmission = (
         len(steps) == 1
         and head.state is current.state
-        and (head.state is not S.SUSPENDED or set(head.suspension_reasons) == set(current.suspension_reasons))
+        and (
+            head.state is not S.SUSPENDED
+            or set(head.suspension_reasons) == set(current.suspension_reasons)
+        )
     )
     if resubmission:
         if not pending:

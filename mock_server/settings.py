@@ -75,7 +75,8 @@ class Settings:
         if "VPP_SEED" in env:
             values["seed"] = int(env["VPP_SEED"])
         if "VPP_AUTOPILOT" in env:
-            values["autopilot"] = env["VPP_AUTOPILOT"].strip().lower() not in ("0", "false", "no", "off")
+            off = ("0", "false", "no", "off")
+            values["autopilot"] = env["VPP_AUTOPILOT"].strip().lower() not in off
         if env.get("VPP_JWT_SECRET"):
             values["jwt_secret"] = env["VPP_JWT_SECRET"]
         if "VPP_MAX_BODY_BYTES" in env:

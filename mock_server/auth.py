@@ -1,0 +1,182 @@
+"""Bearer tokens: HTTP Basic login to an HS256 JWT, and verification of that JWT."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from connexion.security import BasicSecurityHandler, BearerSecurityHandler
+
+from mock_server.errors import ApiError
+from mock_server.lifecycle import format_time
+from mock_server.settings import Account, Settings
+
+__all__ = ["ISSUER", "Authenticator", "security_map"]
+
+ISSUER = "FlatPeakAPI"
+_LOGIN_HINT = "Get a token from GET /login with HTTP Basic: your account id and API key."
+
+
+class Authenticator:
+    """Checks API keys, issues tokens and verifies them; `clock` gives Unix seconds."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._secret = settings.jwt_secret
+        self._ttl = settings.token_ttl
+        self._accounts = settings.accounts
+        self._account_ids = frozenset(a.account_id for a in settings.accounts)
+        self._clock = clock
+
+    # -- login -----------------------------------------------------------------------------
+
+    def check_key(self, account_id: str, api_key: str) -> Account:
+        """The account whose id and key match, or a 401 credentials_invalid."""
+        found = None
+        for account in self._accounts:
+            same_id = hmac.compare_digest(account.account_id.encode(), account_id.encode())
+            same_key = hmac.compare_digest(account.api_key.encode(), api_key.encode())
+            if same_id and same_key:
+                found = account
+        if found is None:
+            raise ApiError(
+                "credentials_invalid",
+                "The account id and API key do not match. Send HTTP Basic with your account id "
+                "as the username and an API key (sk_test_… or sk_live_…) as the password.",
+            )
+        return found
+
+    def issue(self, account: Account) -> dict[str, Any]:
+        """The /login response body for an account's key."""
+        iat = int(self._clock())
+        claims = {
+            "account_id": account.account_id,
+            "live_mode": account.live_mode,
+            "iss": ISSUER,
+            "sub": account.account_id,
+            "exp": iat + self._ttl,
+            "nbf": iat,
+            "iat": iat,
+        }
+        token = jwt.encode(claims, self._secret, algorithm="HS256")
+        return {"bearer_token": token, "expires_in": self._ttl, "live_mode": account.live_mode}
+
+    # -- bearer ----------------------------------------------------------------------------
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Token claims (`account_id`, `live_mode`, `sub`), or a 401 with the reason."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                issuer=ISSUER,
+                options={"require": ["account_id", "live_mode", "exp", "nbf", "iat", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            expired_at = _expiry_of(token)
+            when = f" at {expired_at}" if expired_at else ""
+            raise ApiError(
+                "token_expired", f"The bearer token expired{when}. {_LOGIN_HINT}"
+            ) from None
+        except jwt.PyJWTError:
+            raise ApiError(
+                "token_invalid",
+                f"The bearer token is not valid (malformed, or not signed by this server). "
+                f"{_LOGIN_HINT}",
+            ) from None
+        if (
+            not isinstance(claims.get("account_id"), str)
+            or not isinstance(claims.get("live_mode"), bool)
+            or claims["account_id"] not in self._account_ids
+        ):
+            raise ApiError(
+                "token_invalid",
+                f"The bearer token does not name an account of this server. {_LOGIN_HINT}",
+            )
+        return claims
+
+    def live_mode_of(self, headers: Mapping[str, str]) -> bool:
+        """The mode of a request's valid bearer token; False without one (for error bodies)."""
+        kind, _, value = (headers.get("authorization") or "").partition(" ")
+        if kind.lower() != "bearer" or not value.strip():
+            return False
+        try:
+            return bool(self.verify(value.strip())["live_mode"])
+        except ApiError:
+            return False
+
+    # -- connexion hooks ---------------------------------------------------------------------
+
+    def basic(self, request: Any) -> dict[str, Any]:
+        """Security function of the basicAuth scheme (GET /login)."""
+        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
+        if not kind:
+            raise ApiError(
+                "authentication_required",
+                "Send HTTP Basic credentials: your account id as the username and an API key "
+                "as the password (curl -u ACCOUNT_ID:API_KEY).",
+            )
+        if kind.lower() != "basic":
+            raise ApiError(
+                "credentials_invalid",
+                "GET /login takes HTTP Basic credentials (Authorization: Basic base64(account_id"
+                ":api_key)), not a bearer token.",
+            )
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise ApiError(
+                "credentials_invalid",
+                "The Basic credentials are not base64 of ACCOUNT_ID:API_KEY in UTF-8.",
+            ) from None
+        account_id, sep, api_key = decoded.partition(":")
+        if not sep:
+            raise ApiError(
+                "credentials_invalid",
+                "The Basic credentials must be ACCOUNT_ID:API_KEY, separated by a colon.",
+            )
+        account = self.check_key(account_id, api_key)
+        return {"sub": account.account_id, "account": account}
+
+    def bearer(self, request: Any) -> dict[str, Any]:
+        """Security function of the bearerAuth scheme (every VPP operation)."""
+        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
+        if not kind:
+            raise ApiError(
+                "authentication_required",
+                f"Send Authorization: Bearer <token>. {_LOGIN_HINT}",
+            )
+        if kind.lower() != "bearer" or not value.strip():
+            raise ApiError(
+                "token_invalid",
+                f"The Authorization header must be 'Bearer <token>'. {_LOGIN_HINT}",
+            )
+        return self.verify(value.strip())
+
+
+def _expiry_of(token: str) -> str | None:
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        return format_time(datetime.fromtimestamp(int(exp), tz=UTC))
+    except Exception:
+        return None
+
+
+def security_map(authenticator: Authenticator) -> dict[str, type]:
+    """Connexion security handlers whose functions are the authenticator's closures."""
+
+    class Basic(BasicSecurityHandler):  # type: ignore[misc]
+        def get_fn(self, security_scheme: Any, required_scopes: Any) -> Any:
+            return authenticator.basic
+
+    class Bearer(BearerSecurityHandler):  # type: ignore[misc]
+        def get_fn(self, security_scheme: Any, required_scopes: Any) -> Any:
+            return authenticator.bearer
+
+    return {"basic": Basic, "bearer": Bearer}

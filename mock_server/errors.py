@@ -1,0 +1,266 @@
+"""One error catalogue, and the handlers that render every error as the Flatpeak error object."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connexion.exceptions import ProblemException, UnsupportedMediaTypeProblem
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from mock_server.lifecycle import LifecycleError, format_time
+from mock_server.store import StoreError
+
+__all__ = [
+    "CATALOGUE",
+    "CONTEXTS",
+    "ApiError",
+    "Router",
+    "error_body",
+    "install",
+    "status_of",
+]
+
+# code -> (HTTP status, error type). Every error the server sends has a code from this table.
+CATALOGUE: Mapping[str, tuple[int, str]] = {
+    "invalid_request_body": (400, "invalid_request"),
+    "invalid_parameter": (400, "invalid_request"),
+    "participation_state_invalid": (400, "invalid_request"),
+    "authentication_required": (401, "invalid_request"),
+    "token_invalid": (401, "invalid_request"),
+    "token_expired": (401, "invalid_request"),
+    "credentials_invalid": (401, "invalid_request"),
+    "participation_not_found": (404, "invalid_request"),
+    "route_not_found": (404, "invalid_request"),
+    "method_not_allowed": (405, "invalid_request"),
+    "invalid_state_transition": (409, "invalid_request"),
+    "participation_exists": (409, "invalid_request"),
+    "request_too_large": (413, "invalid_request"),
+    "unsupported_media_type": (415, "invalid_request"),
+    "rate_limited": (429, "rate_limit"),
+    "internal_error": (500, "api_error"),
+}
+
+# operationId -> the error object's `context`.
+CONTEXTS: Mapping[str, str] = {
+    "createBearerToken": "api.login",
+    "createVppParticipation": "api.vpp_participation_create",
+    "listVppParticipations": "api.vpp_participation_list",
+    "retrieveVppParticipation": "api.vpp_participation_retrieve",
+    "updateVppParticipation": "api.vpp_participation_update",
+}
+
+log = logging.getLogger("mock_server")
+
+INTERNAL_MESSAGE = "An unexpected error occurred. Retry the request; nothing was changed."
+
+
+def status_of(code: str) -> int:
+    return CATALOGUE[code][0]
+
+
+class ApiError(Exception):
+    """An error with a catalogue code; raised by handlers, auth and validators."""
+
+    def __init__(self, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        if code not in CATALOGUE:
+            raise ValueError(f"{code!r} is not in the error catalogue")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    @property
+    def status_code(self) -> int:
+        # Connexion's security layer picks the most specific error by `status_code`.
+        return status_of(self.code)
+
+
+def error_body(
+    code: str, message: str, *, context: str, live_mode: bool, now: datetime
+) -> dict[str, Any]:
+    return {
+        "object": "error",
+        "type": CATALOGUE[code][1],
+        "code": code,
+        "message": message,
+        "context": context,
+        "live_mode": live_mode,
+        "time_created": format_time(now),
+    }
+
+
+class Router:
+    """The spec's paths as regexes: the operation of a request, and the methods of a path."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self._routes: list[tuple[re.Pattern[str], dict[str, str]]] = []
+        for path, item in spec.get("paths", {}).items():
+            rx = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "/?$"
+            ops = {
+                method.upper(): op["operationId"]
+                for method, op in item.items()
+                if isinstance(op, Mapping) and "operationId" in op
+            }
+            self._routes.append((re.compile(rx), ops))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        for rx, ops in self._routes:
+            if rx.match(path):
+                return ops
+        return None
+
+    def context(self, method: str, path: str) -> str:
+        ops = self.match(path) or {}
+        op = ops.get(method.upper())
+        return CONTEXTS.get(op, "api") if op else "api"
+
+    def allow(self, path: str) -> str | None:
+        ops = self.match(path)
+        if ops is None:
+            return None
+        methods = sorted(ops)
+        if "GET" in ops:
+            methods.append("HEAD")
+        return ", ".join(methods)
+
+
+def _problem_code(exc: ProblemException) -> str:
+    if isinstance(exc, UnsupportedMediaTypeProblem) or exc.status == 415:
+        return "unsupported_media_type"
+    if exc.status == 401:
+        return "authentication_required"
+    if exc.status == 400:
+        return "invalid_request_body"
+    if exc.status == 404:
+        return "route_not_found"
+    if exc.status == 405:
+        return "method_not_allowed"
+    return "internal_error"
+
+
+def install(
+    app: Any,
+    spec: Mapping[str, Any],
+    *,
+    live_mode_of: Callable[[Mapping[str, str]], bool],
+    now: Callable[[], datetime],
+) -> None:
+    """Register handlers so that every error leaves the app as a Flatpeak error object."""
+    router = Router(spec)
+
+    def render(
+        request: ConnexionRequest,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> ConnexionResponse:
+        try:
+            live_mode = live_mode_of(request.headers)
+        except Exception:  # a broken header must never turn an error into a 500
+            live_mode = False
+        body = error_body(
+            code,
+            message,
+            context=router.context(request.method, request.url.path),
+            live_mode=live_mode,
+            now=now(),
+        )
+        return ConnexionResponse(
+            status_code=status_of(code),
+            body=json.dumps(body),
+            content_type="application/json",
+            headers=dict(headers or {}),
+        )
+
+    async def on_api_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, ApiError)
+        return render(request, exc.code, exc.message, exc.headers)
+
+    async def on_domain_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        # LifecycleError and StoreError carry a catalogue code and a message.
+        code = getattr(exc, "code", "internal_error")
+        if code not in CATALOGUE:
+            code = "internal_error"
+        return render(request, code, getattr(exc, "message", INTERNAL_MESSAGE))
+
+    async def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, ProblemException)
+        code = _problem_code(exc)
+        if code == "unsupported_media_type":
+            message = (
+                "Send the request body as JSON with the header Content-Type: application/json."
+            )
+        elif code == "authentication_required":
+            message = (
+                "Send Authorization: Bearer <token>, with a token from GET /login "
+                "(HTTP Basic: your account id and API key)."
+            )
+        elif code == "internal_error":
+            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path,
+                      exc.detail)
+            message = INTERNAL_MESSAGE
+        else:
+            message = str(exc.detail or exc.title)
+        return render(request, code, message, getattr(exc, "headers", None))
+
+    async def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        assert isinstance(exc, HTTPException)
+        path = request.url.path
+        headers = {}
+        if exc.status_code == 405:
+            allow = router.allow(path) or ""
+            headers["Allow"] = allow
+            return render(
+                request,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {path}. Allowed methods: {allow}.",
+                headers,
+            )
+        if exc.status_code == 404:
+            return render(
+                request,
+                "route_not_found",
+                f"There is no route {request.method} {path}. The API serves /login, "
+                "/vpp-participations and /vpp-participations/{participation_id}; the "
+                "reference is at /ui/.",
+            )
+        if exc.status_code == 415:
+            return render(
+                request,
+                "unsupported_media_type",
+                "Send the request body as JSON with the header Content-Type: application/json.",
+            )
+        if exc.status_code == 401:
+            return render(request, "authentication_required", str(exc.detail))
+        if 400 <= exc.status_code < 500:
+            return render(request, "invalid_parameter", str(exc.detail))
+        return render(request, "internal_error", INTERNAL_MESSAGE)
+
+    async def on_decode(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        return render(
+            request,
+            "invalid_request_body",
+            "The request body is not valid UTF-8 JSON; send it encoded as UTF-8.",
+        )
+
+    async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return render(request, "internal_error", INTERNAL_MESSAGE)
+
+    handlers: Iterable[tuple[type[Exception], Any]] = (
+        (ApiError, on_api_error),
+        (LifecycleError, on_domain_error),
+        (StoreError, on_domain_error),
+        (ProblemException, on_problem),
+        (HTTPException, on_http),
+        (UnicodeDecodeError, on_decode),
+        (Exception, on_unexpected),
+    )
+    for exc_class, handler in handlers:
+        app.add_error_handler(exc_class, handler)

@@ -1,0 +1,116 @@
+"""HTTP handlers: thin adapters from Connexion's arguments to the store and the lifecycle."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mock_server.auth import Authenticator
+from mock_server.catalog import Catalog
+from mock_server.clock import Clock, Namespace
+from mock_server.errors import ApiError
+from mock_server.lifecycle import apply_update, new_participation, parse_records
+from mock_server.settings import Settings
+from mock_server.store import Store
+
+__all__ = ["AppState", "Handlers", "new_participation_id"]
+
+Result = tuple[dict[str, Any], int] | tuple[dict[str, Any], int, dict[str, str]]
+
+
+def new_participation_id() -> str:
+    return "vpp_" + secrets.token_hex(12)
+
+
+@dataclass
+class AppState:
+    """Everything the handlers use, built once per app and injected (no module globals)."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    catalog: Catalog
+    authenticator: Authenticator
+    new_id: Callable[[], str] = field(default=new_participation_id)
+
+
+def _namespace(token_info: dict[str, Any]) -> Namespace:
+    return Namespace(str(token_info["account_id"]), bool(token_info["live_mode"]))
+
+
+class Handlers:
+    """One method per operationId (snake_case), bound to the app's state."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def create_bearer_token(self, token_info: dict[str, Any]) -> Result:
+        return self.state.authenticator.issue(token_info["account"]), 200
+
+    async def create_vpp_participation(
+        self, body: dict[str, Any], token_info: dict[str, Any]
+    ) -> Result:
+        ns = _namespace(token_info)
+        catalog = self.state.catalog
+        provider = catalog.provider(body["provider_id"])
+        participation = new_participation(
+            id=self.state.new_id(),
+            account_id=ns.account_id,
+            live_mode=ns.live_mode,
+            device_id=body["device_id"],
+            location_id=catalog.location_id(body["device_id"]),
+            reference_id=body.get("reference_id"),
+            provider=provider,
+            programme=catalog.programme(body["programme_id"], provider),
+            now=self.state.clock.now(ns),
+        )
+        self.state.store.insert(participation)
+        location = f"/vpp-participations/{participation.id}"
+        return participation.to_json(), 201, {"Location": location}
+
+    async def list_vpp_participations(
+        self,
+        token_info: dict[str, Any],
+        limit: int = 30,
+        starting_after: str | None = None,
+        ending_before: str | None = None,
+        device_id: str | None = None,
+    ) -> Result:
+        if starting_after is not None and ending_before is not None:
+            raise ApiError(
+                "invalid_parameter",
+                "Send starting_after (next page) or ending_before (previous page), not both.",
+            )
+        page = self.state.store.list(
+            _namespace(token_info),
+            limit=limit,
+            starting_after=starting_after,
+            ending_before=ending_before,
+            device_id=device_id,
+        )
+        body = {
+            "object": "list",
+            "url": "/vpp-participations",
+            "has_more": page.has_more,
+            "data": [p.to_json() for p in page.items],
+        }
+        return body, 200
+
+    async def retrieve_vpp_participation(
+        self, participation_id: str, token_info: dict[str, Any]
+    ) -> Result:
+        participation = self.state.store.get(_namespace(token_info), participation_id)
+        return participation.to_json(), 200
+
+    async def update_vpp_participation(
+        self, participation_id: str, body: dict[str, Any], token_info: dict[str, Any]
+    ) -> Result:
+        ns = _namespace(token_info)
+        records = parse_records(body["participation_state"])
+        clock = self.state.clock
+        updated = self.state.store.update(
+            ns, participation_id, lambda current: apply_update(current, records, clock.now(ns))
+        )
+        return updated.to_json(), 200

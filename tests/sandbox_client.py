@@ -1,0 +1,100 @@
+"""Helpers for the in-process HTTP tests of the mock server (no sockets, no fixtures shared)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from mock_server.app import create_app
+from mock_server.settings import Account, Settings
+from mock_server.store import Store
+
+ACCOUNT_A = "acc_" + "a1" * 12
+ACCOUNT_B = "acc_" + "b2" * 12
+ACCOUNTS = (
+    Account(ACCOUNT_A, "sk_test_alpha0000000000000001"),
+    Account(ACCOUNT_A, "sk_live_alpha0000000000000001"),
+    Account(ACCOUNT_B, "sk_test_bravo0000000000000002"),
+    Account(ACCOUNT_B, "sk_live_bravo0000000000000002"),
+)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def create_body(**overrides: Any) -> dict[str, Any]:
+    body = {
+        "device_id": new_id("dev"),
+        "provider_id": new_id("prv"),
+        "programme_id": new_id("vpr"),
+    }
+    body.update(overrides)
+    return body
+
+
+def step(state: str, status: str = "IN_PROGRESS", **extra: Any) -> dict[str, Any]:
+    return {"state": state, "status": status, **extra}
+
+
+@dataclass
+class Sandbox:
+    """An in-process app, its store and a test client, with token helpers."""
+
+    settings: Settings
+    store: Store
+    app: Any
+    client: Any
+    _tokens: dict[tuple[str, bool], str] = field(default_factory=dict)
+
+    def key(self, account_id: str = ACCOUNT_A, live: bool = False) -> str:
+        prefix = "sk_live_" if live else "sk_test_"
+        return next(
+            a.api_key
+            for a in self.settings.accounts
+            if a.account_id == account_id and a.api_key.startswith(prefix)
+        )
+
+    def token(self, account_id: str = ACCOUNT_A, live: bool = False) -> str:
+        if (account_id, live) not in self._tokens:
+            r = self.client.get("/login", auth=(account_id, self.key(account_id, live)))
+            assert r.status_code == 200, r.text
+            self._tokens[(account_id, live)] = r.json()["bearer_token"]
+        return self._tokens[(account_id, live)]
+
+    def headers(self, account_id: str = ACCOUNT_A, live: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(account_id, live)}"}
+
+    def create(self, account_id: str = ACCOUNT_A, live: bool = False, **body: Any) -> Any:
+        return self.client.post(
+            "/vpp-participations",
+            json=create_body(**body),
+            headers=self.headers(account_id, live),
+        )
+
+    def update(
+        self, pid: str, *records: dict[str, Any], account_id: str = ACCOUNT_A, live: bool = False
+    ) -> Any:
+        return self.client.post(
+            f"/vpp-participations/{pid}",
+            json={"participation_state": list(records)},
+            headers=self.headers(account_id, live),
+        )
+
+    def get(self, pid: str, account_id: str = ACCOUNT_A, live: bool = False) -> Any:
+        return self.client.get(
+            f"/vpp-participations/{pid}", headers=self.headers(account_id, live)
+        )
+
+    def list(self, account_id: str = ACCOUNT_A, live: bool = False, **params: Any) -> Any:
+        return self.client.get(
+            "/vpp-participations", params=params, headers=self.headers(account_id, live)
+        )
+
+
+def make_sandbox(db: str = ":memory:", **settings: Any) -> Sandbox:
+    s = Settings(db=db, accounts=ACCOUNTS, **settings)
+    store = Store(db)
+    app = create_app(s, store)
+    return Sandbox(s, store, app, app.test_client())
