@@ -1,0 +1,117 @@
+"""Conformance and link-driven stateful suites: the Schemathesis engine with our checks added.
+
+The engine (what ``st run`` drives) is used directly rather than pytest: it runs the examples,
+coverage, fuzzing and stateful phases with one config, works in-process (``schema.app``) and
+over HTTP alike, and hands back each failure with its check name and a curl command.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events, from_schema
+
+from contract_tests import checks
+from contract_tests.report import Failure, Options, SuiteResult
+from contract_tests.session import Session
+
+__all__ = ["SPEC", "run_conformance", "run_stateful"]
+
+SPEC = Path(__file__).resolve().parent.parent / "openapi" / "vpp-participations.yaml"
+
+# Statuses a schema-valid request may legitimately get (ST202 otherwise): a random cursor is
+# unknown (400, trap T10), a random id is someone else's or nobody's (404), a random update
+# is an illegal move or a malformed timeline (409/400), a random device is already enrolled.
+_EXPECTED = {
+    "GET /vpp-participations": ["2xx", 400],
+    "POST /vpp-participations": ["2xx", 409],
+    "GET /vpp-participations/{participation_id}": ["2xx", 404],
+    "POST /vpp-participations/{participation_id}": ["2xx", 400, 404, 409],
+}
+
+
+def _config(session: Session, options: Options, phases: tuple[str, ...]) -> dict[str, Any]:
+    creds = session.target.credentials
+    enabled = {name: {"enabled": name in phases} for name in ("examples", "coverage", "fuzzing")}
+    stateful: dict[str, Any] = {"enabled": "stateful" in phases}
+    if "stateful" in phases:
+        stateful["max-steps"] = max(2, options.stateful_steps)
+        # Inferred links depend on server-wide state and make replays flaky (trap T11).
+        stateful["inference"] = {"algorithms": []}
+        stateful["generation"] = {"max-examples": options.stateful_examples}
+    config: dict[str, Any] = {
+        "base-url": session.target.base_url,
+        "workers": 1,
+        "generation": {"max-examples": options.max_examples, "mode": "all", "database": "none"},
+        "phases": {**enabled, "stateful": stateful},
+        "auth": {
+            "openapi": {
+                "bearerAuth": {"bearer": session.token(creds)},
+                "basicAuth": {"username": creds.account_id, "password": creds.api_key},
+            }
+        },
+        "output": {"sanitization": {"enabled": False}},
+        "operations": [
+            {
+                "include-name": name,
+                "checks": {"positive_data_acceptance": {"expected-statuses": statuses}},
+            }
+            for name, statuses in _EXPECTED.items()
+        ],
+    }
+    if options.seed is not None:
+        config["seed"] = options.seed
+    return config
+
+
+def _run(session: Session, options: Options, name: str, phases: tuple[str, ...]) -> SuiteResult:
+    started = time.monotonic()
+    result = SuiteResult(name)
+    config = SchemathesisConfig.from_dict(_config(session, options, phases))
+    schema = schemathesis.openapi.from_path(SPEC, config=config)
+    if session.target.in_process:
+        schema.app = session.target.app
+    checks.activate(session.ledger, session.target.base_url)
+    seen: set[tuple[str, str]] = set()
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            result.cases += len(event.recorder.cases)
+            for nodes in event.recorder.checks.values():
+                for node in nodes:
+                    info = node.failure_info
+                    if info is None:
+                        continue
+                    failure = info.failure
+                    message = str(getattr(failure, "message", "") or failure.title)
+                    curl = session.redact(info.code_sample)
+                    item = Failure.from_message(name, node.name, message, curl)
+                    if item.rule == "-":
+                        item = Failure(
+                            name, "-", node.name, f"{failure.title}: {message}", curl
+                        )
+                    key = (item.check, item.message)
+                    if key not in seen:
+                        seen.add(key)
+                        result.failures.append(item)
+        elif isinstance(event, events.NonFatalError):
+            result.failures.append(
+                Failure(name, "-", "engine_error", f"{event.label}: {event.info.format()}")
+            )
+        elif isinstance(event, events.FatalError):
+            result.failures.append(Failure(name, "-", "engine_error", repr(event.exception)))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def run_conformance(session: Session, options: Options) -> SuiteResult:
+    """Every operation: examples, coverage and fuzzing phases, positive and negative data."""
+    return _run(session, options, "conformance", ("examples", "coverage", "fuzzing"))
+
+
+def run_stateful(session: Session, options: Options) -> SuiteResult:
+    """Link-driven sequences (create -> update -> retrieve -> list) from the spec's links."""
+    return _run(session, options, "stateful", ("stateful",))

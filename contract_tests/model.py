@@ -1,0 +1,183 @@
+"""The suite's own oracle: contract sections 3 and 4 (states, legal moves, expected paths).
+
+Deliberately independent of ``mock_server``: the suites judge any implementation, the mock
+included, against this table and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "HAPPY_PATH",
+    "LEAVING_PATH",
+    "REASONS",
+    "STATES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Verdict",
+    "allowed_after",
+    "expected_path",
+    "judge_update",
+    "path_is_legal",
+]
+
+STATES: tuple[str, ...] = (
+    "ENROLMENT_REQUESTED",
+    "AWAITING_CUSTOMER_CONSENT",
+    "AWAITING_DEVICE_TELEMETRY",
+    "AWAITING_LOCATION_TELEMETRY",
+    "CHECKING_ELIGIBILITY",
+    "AWAITING_REGISTRATION",
+    "REGISTERED",
+    "ACTIVE",
+    "SUSPENDED",
+    "UNENROLMENT_REQUESTED",
+    "WINDING_DOWN",
+    "UNENROLLED",
+    "INELIGIBLE",
+    "OFFBOARDED",
+    "FAILED",
+)
+REASONS: tuple[str, ...] = (
+    "AWAITING_TELEMETRY",
+    "AWAITING_DISPATCH",
+    "AWAITING_CONSENT",
+    "OPERATOR_REQUEST",
+    "CUSTOMER_REQUEST",
+)
+TERMINAL = frozenset({"INELIGIBLE", "OFFBOARDED", "FAILED"})
+
+# Contract section 4. The "back to the previous state" edge of UNENROLMENT_REQUESTED depends
+# on history and is added by `allowed_after`.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "ENROLMENT_REQUESTED": frozenset({"AWAITING_CUSTOMER_CONSENT", "FAILED"}),
+    "AWAITING_CUSTOMER_CONSENT": frozenset(
+        {"AWAITING_DEVICE_TELEMETRY", "UNENROLMENT_REQUESTED", "FAILED"}
+    ),
+    "AWAITING_DEVICE_TELEMETRY": frozenset(
+        {"AWAITING_LOCATION_TELEMETRY", "CHECKING_ELIGIBILITY", "UNENROLMENT_REQUESTED", "FAILED"}
+    ),
+    "AWAITING_LOCATION_TELEMETRY": frozenset(
+        {"CHECKING_ELIGIBILITY", "UNENROLMENT_REQUESTED", "FAILED"}
+    ),
+    "CHECKING_ELIGIBILITY": frozenset({"AWAITING_REGISTRATION", "INELIGIBLE", "FAILED"}),
+    "AWAITING_REGISTRATION": frozenset({"REGISTERED", "UNENROLMENT_REQUESTED", "FAILED"}),
+    "REGISTERED": frozenset({"ACTIVE", "FAILED"}),
+    "ACTIVE": frozenset({"SUSPENDED", "UNENROLMENT_REQUESTED"}),
+    "SUSPENDED": frozenset({"ACTIVE", "SUSPENDED", "UNENROLMENT_REQUESTED"}),
+    "UNENROLMENT_REQUESTED": frozenset({"WINDING_DOWN", "FAILED"}),
+    "WINDING_DOWN": frozenset({"UNENROLLED", "FAILED"}),
+    "UNENROLLED": frozenset({"OFFBOARDED"}),
+    "INELIGIBLE": frozenset(),
+    "OFFBOARDED": frozenset(),
+    "FAILED": frozenset(),
+}
+
+HAPPY_PATH: tuple[str, ...] = (
+    "ENROLMENT_REQUESTED",
+    "AWAITING_CUSTOMER_CONSENT",
+    "AWAITING_DEVICE_TELEMETRY",
+    "CHECKING_ELIGIBILITY",
+    "AWAITING_REGISTRATION",
+    "REGISTERED",
+    "ACTIVE",
+)
+LEAVING_PATH: tuple[str, ...] = (
+    "UNENROLMENT_REQUESTED",
+    "WINDING_DOWN",
+    "UNENROLLED",
+    "OFFBOARDED",
+)
+
+
+def allowed_after(state: str, before: str | None = None) -> frozenset[str]:
+    """Legal next states after `state`; `before` is the state held just before it."""
+    allowed = TRANSITIONS.get(state, frozenset())
+    if state == "UNENROLMENT_REQUESTED" and before is not None:
+        allowed = allowed | {before}
+    return allowed
+
+
+def path_is_legal(states: Sequence[str], before: str | None = None) -> int | None:
+    """Index of the first illegal step of `states` (a walk), or None when every step is legal.
+
+    `before` is the state held before ``states[0]`` (for a leading UNENROLMENT_REQUESTED).
+    """
+    previous = before
+    for i in range(1, len(states)):
+        if states[i] not in allowed_after(states[i - 1], previous):
+            return i
+        previous = states[i - 1]
+    return None
+
+
+def expected_path(state: str) -> tuple[str, ...]:
+    """The contract's expected (PENDING) path after `state`, for information and the walk."""
+    if state == "AWAITING_LOCATION_TELEMETRY":
+        return HAPPY_PATH[HAPPY_PATH.index("CHECKING_ELIGIBILITY") :]
+    if state in HAPPY_PATH[:-1]:
+        return HAPPY_PATH[HAPPY_PATH.index(state) + 1 :]
+    if state == "SUSPENDED":
+        return ("ACTIVE",)
+    if state in LEAVING_PATH:
+        return LEAVING_PATH[LEAVING_PATH.index(state) + 1 :]
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a correct implementation must answer to an update (contract section 6)."""
+
+    status: int  # 200, 400 or 409
+    new_state: str
+    unchanged: bool
+    reason: str
+
+
+def _history(participation: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [e for e in participation["participation_state"] if e.get("status") != "PENDING"]
+
+
+def judge_update(
+    participation: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> Verdict:
+    """The verdict for `records` (server-defaulted times, no PENDING) on `participation`.
+
+    Only well-formed bodies are judged: COMPLETE records then one IN_PROGRESS record, reasons
+    exactly on SUSPENDED records; a malformed body is a 400.
+    """
+    history = _history(participation)
+    current = history[-1]
+    state = str(current["state"])
+    before = str(history[-2]["state"]) if len(history) > 1 else None
+    steps = [r for r in records if r.get("status") != "PENDING"]
+    if not steps or steps[-1].get("status") != "IN_PROGRESS":
+        return Verdict(400, state, True, "malformed body")
+    for r in steps:
+        has_reasons = bool(r.get("suspension_reasons"))
+        if r["state"] != "SUSPENDED" and has_reasons:
+            return Verdict(400, state, True, "reasons on a non-SUSPENDED record")
+    head = steps[0]
+    if len(steps) == 1 and head["state"] == state:
+        same = state != "SUSPENDED" or set(head.get("suspension_reasons") or ()) == set(
+            current.get("suspension_reasons") or ()
+        )
+        if same:
+            return Verdict(200, state, True, "idempotent resubmission of the current state")
+    walk = [state, *(str(r["state"]) for r in steps)]
+    bad = path_is_legal(walk, before)
+    if bad is not None:
+        frm, to = walk[bad - 1], walk[bad]
+        return Verdict(409, state, True, f"{frm} -> {to} is not a legal transition")
+    # A SUSPENDED record without reasons is only fine when it cancels a leave request.
+    previous: str | None = before
+    for i, r in enumerate(steps, start=1):
+        if r["state"] == "SUSPENDED" and not r.get("suspension_reasons"):
+            restoring = walk[i - 1] == "UNENROLMENT_REQUESTED" and previous == "SUSPENDED"
+            if not restoring:
+                return Verdict(400, state, True, "SUSPENDED without suspension_reasons")
+        previous = walk[i - 1]
+    return Verdict(200, str(steps[-1]["state"]), False, "legal transition")
