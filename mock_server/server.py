@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import TextIO
 
-import uvicorn
-
-from mock_server.app import create_app
 from mock_server.settings import Settings
-from mock_server.store import Store
 
 __all__ = ["banner", "serve"]
 
@@ -35,6 +32,13 @@ def banner(settings: Settings) -> str:
 
 def serve(settings: Settings, out: TextIO | None = None) -> int:
     """Serve until interrupted; returns the process exit code."""
+    # Connexion imports starlette's test client, which warns about httpx on every start.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    import uvicorn
+
+    from mock_server.app import create_app
+    from mock_server.store import Store
+
     store = Store(settings.db)
     app = create_app(settings, store)
     print(banner(settings), file=out or sys.stdout, flush=True)
