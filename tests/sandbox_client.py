@@ -83,9 +83,7 @@ class Sandbox:
         )
 
     def get(self, pid: str, account_id: str = ACCOUNT_A, live: bool = False) -> Any:
-        return self.client.get(
-            f"/vpp-participations/{pid}", headers=self.headers(account_id, live)
-        )
+        return self.client.get(f"/vpp-participations/{pid}", headers=self.headers(account_id, live))
 
     def list(self, account_id: str = ACCOUNT_A, live: bool = False, **params: Any) -> Any:
         return self.client.get(

@@ -1,0 +1,152 @@
+"""Data survives a restart on a SQLite file, and concurrent updates never lose a write."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sandbox_client import ACCOUNT_A, make_sandbox, step
+
+from mock_server.clock import Namespace
+from mock_server.lifecycle import Reason, Record, State, Status, apply_update
+from mock_server.store import Store
+
+JOIN = [
+    "AWAITING_CUSTOMER_CONSENT",
+    "AWAITING_DEVICE_TELEMETRY",
+    "CHECKING_ELIGIBILITY",
+    "AWAITING_REGISTRATION",
+    "REGISTERED",
+    "ACTIVE",
+]
+# 20 distinct non-empty sets of reasons: each is a real change from any other.
+REASON_SETS = [list(c) for n in (1, 2) for c in combinations([r.value for r in Reason], n)][:20]
+
+
+def test_data_survives_a_restart_on_a_sqlite_file(tmp_path: Path) -> None:
+    db = str(tmp_path / "sandbox.db")
+    first = make_sandbox(db)
+    pid = first.create().json()["id"]
+    for state in JOIN[:3]:
+        assert first.update(pid, step(state)).status_code == 200
+    before = first.get(pid).json()
+    token = first.token()
+    first.store.close()
+
+    second = make_sandbox(db)
+    second._tokens[(ACCOUNT_A, False)] = token  # same signing secret: old tokens still work
+    assert second.get(pid).json() == before
+    assert [p["id"] for p in second.list().json()["data"]] == [pid]
+    assert second.update(pid, step(JOIN[3])).json()["current_state"] == JOIN[3]
+    second.store.close()
+    assert (tmp_path / "sandbox.db").exists()
+
+
+def _suspended(sb: Any) -> str:
+    pid: str = sb.create().json()["id"]
+    for state in JOIN:
+        sb.update(pid, step(state))
+    r = sb.update(pid, step("SUSPENDED", suspension_reasons=["AWAITING_TELEMETRY"]))
+    assert r.status_code == 200
+    return pid
+
+
+def test_concurrent_http_updates_of_one_participation_all_land() -> None:
+    sb = make_sandbox()
+    pid = _suspended(sb)
+    start = len(sb.get(pid).json()["participation_state"])
+    headers = sb.headers()
+
+    async def race() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=sb.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+            calls = [
+                client.post(
+                    f"/vpp-participations/{pid}",
+                    json={"participation_state": [step("SUSPENDED", suspension_reasons=rs)]},
+                    headers=headers,
+                )
+                for rs in REASON_SETS[1:]
+            ]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(race())
+    assert [r.status_code for r in responses] == [200] * len(responses)
+    final = sb.get(pid).json()
+    # Every update was a real change, applied on top of the previous one: none was lost.
+    assert len(final["participation_state"]) == start + len(responses)
+    past = [e for e in final["participation_state"] if e["status"] != "PENDING"]
+    applied = sorted(tuple(e["suspension_reasons"]) for e in past[-len(responses) :])
+    assert applied == sorted(tuple(rs) for rs in REASON_SETS[1:])
+
+
+def test_racing_legal_updates_one_wins_the_other_409s_or_applies_on_top() -> None:
+    sb = make_sandbox()
+    pid = sb.create().json()["id"]
+    for state in JOIN:
+        sb.update(pid, step(state))
+    headers = sb.headers()
+
+    async def race() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=sb.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+            bodies = [
+                step("SUSPENDED", suspension_reasons=["OPERATOR_REQUEST"]),
+                step("UNENROLMENT_REQUESTED"),
+            ]
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"/vpp-participations/{pid}",
+                        json={"participation_state": [b]},
+                        headers=headers,
+                    )
+                    for b in bodies
+                )
+            )
+
+    a, b = asyncio.run(race())
+    assert {a.status_code, b.status_code} <= {200, 409}
+    final = sb.get(pid).json()
+    past = [e["state"] for e in final["participation_state"] if e["status"] != "PENDING"]
+    for r, state in ((a, "SUSPENDED"), (b, "UNENROLMENT_REQUESTED")):
+        if r.status_code == 200:
+            assert state in past  # an accepted transition is never silently dropped
+
+
+def test_threads_and_two_connections_on_one_file_never_lose_a_write(tmp_path: Path) -> None:
+    db = str(tmp_path / "race.db")
+    sb = make_sandbox(db)
+    pid = _suspended(sb)
+    start = len(sb.get(pid).json()["participation_state"])
+    stores = [sb.store, Store(db)]  # two connections: like two server processes
+    ns = Namespace(ACCOUNT_A, False)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(REASON_SETS) - 1)
+
+    def worker(i: int, reasons: list[str]) -> None:
+        record = Record(
+            State.SUSPENDED, Status.IN_PROGRESS, suspension_reasons=tuple(map(Reason, reasons))
+        )
+        barrier.wait()
+        try:
+            stores[i % 2].update(ns, pid, lambda p: apply_update(p, [record], p.time_updated))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(i, rs)) for i, rs in enumerate(REASON_SETS[1:])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    final = stores[1].get(ns, pid)
+    assert len(final.timeline) == start + len(threads)
+    stores[1].close()
+    sb.store.close()
