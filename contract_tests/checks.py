@@ -38,6 +38,7 @@ __all__ = [
 
 Check = Callable[[Observation], None]
 F = TypeVar("F", bound=Check)
+G = TypeVar("G", bound=Callable[..., None])
 
 CHECKS: list[Check] = []
 RULE_OF: dict[str, str] = {}
@@ -56,6 +57,16 @@ def rule(number: str) -> Callable[[F], F]:
 
     def register(func: F) -> F:
         CHECKS.append(func)
+        RULE_OF[func.__name__] = number
+        return func
+
+    return register
+
+
+def walk_rule(number: str) -> Callable[[G], G]:
+    """Name the rule of a predicate over several responses (not a per-response check)."""
+
+    def register(func: G) -> G:
         RULE_OF[func.__name__] = number
         return func
 
@@ -359,34 +370,61 @@ def history_is_append_only(obs: Observation) -> None:
             raise _fail(name, p.get("id"), f"history {old} was rewritten as {new}")
 
 
+_TIMED = ("occurred_at", "expected_at", "description")
+
+
 @rule("12")
 def illegal_update_rejected(obs: Observation) -> None:
-    """Rule 12: an illegal update is a 409, a legal one is not, and a rejection changes nothing."""
+    """Rule 12: updates are accepted or rejected as the transition table says; a rejection
+    changes nothing."""
     name = "illegal_update_rejected"
     ex = obs.exchange
     pid = obs.path_id
     seen = obs.before.get(str(pid))
     if not _own(obs, seen) or seen is None:
         return
-    if seen.rejected:
+    if seen.rejected and obs.operation == "retrieveVppParticipation":
         for p in obs.participations():
-            if obs.operation == "retrieveVppParticipation" and p != seen.view:
+            if p != seen.view:
                 raise _fail(name, pid, "a rejected update changed the participation")
     if obs.operation != "updateVppParticipation" or not isinstance(ex.body, dict):
         return
     records = ex.body.get("participation_state")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    if not isinstance(records, list) or not records:
         return
-    if not all(r.get("state") in model.STATES for r in records):
+    if not all(isinstance(r, dict) and r.get("state") in model.STATES for r in records):
         return
     try:
         verdict = model.judge_update(seen.view, records)
     except (KeyError, IndexError, TypeError):
         return
-    if verdict.status == 409 and 200 <= ex.status < 300:
+    accepted = 200 <= ex.status < 300
+    if verdict.status == 409 and accepted:
         raise _fail(name, pid, f"update accepted ({ex.status}) but {verdict.reason}")
-    if verdict.status == 200 and not verdict.unchanged and ex.status == 409:
-        raise _fail(name, pid, f"legal update rejected with 409 ({verdict.reason})")
+    # Bodies with only states, statuses and reasons have one right answer (contract §6).
+    simple = all(
+        r.get("status") in ("COMPLETE", "IN_PROGRESS")
+        and not any(k in r for k in _TIMED)
+        and (r.get("suspension_reasons") is None or isinstance(r["suspension_reasons"], list))
+        for r in records
+    )
+    if not simple or ex.status in (401, 404, 429) or ex.status >= 500:
+        return
+    if verdict.status != ex.status and not (accepted and verdict.status == 200):
+        raise _fail(
+            name, pid, f"answered {ex.status}, the table says {verdict.status} ({verdict.reason})"
+        )
+    if accepted and verdict.status == 200:
+        for p in obs.participations():
+            if p.get("current_state") != verdict.new_state:
+                raise _fail(
+                    name,
+                    pid,
+                    f"accepted a move to {verdict.new_state} but current_state is "
+                    f"{p.get('current_state')}",
+                )
+            if verdict.unchanged and _history(p, name) != _history(seen.view, name):
+                raise _fail(name, pid, f"a resubmission of {verdict.new_state} changed history")
 
 
 @rule("13")
@@ -404,6 +442,21 @@ def namespaces_are_isolated(obs: Observation) -> None:
                 f"created by {_ns(seen.owner)} but visible to {_ns(obs.identity)} "
                 f"({obs.operation} {obs.exchange.status})",
             )
+
+
+    pid = obs.path_id
+    seen = obs.before.get(str(pid))
+    owner = seen.owner if seen is not None else None
+    status = obs.exchange.status
+    foreign = owner is not None and obs.identity is not None and owner != obs.identity
+    if foreign and status not in (404, 401, 429) and status < 500:
+        assert owner is not None and obs.identity is not None
+        raise _fail(
+            name,
+            pid,
+            f"{obs.operation} by {_ns(obs.identity)} answered {status}; an id of "
+            f"{_ns(owner)} must be a 404",
+        )
 
 
 def _ns(identity: Identity) -> str:
@@ -488,6 +541,52 @@ def server_never_errs(obs: Observation) -> None:
             name, obs.path_id or "-", f"{obs.exchange.method} {obs.exchange.path} gave "
             f"{obs.exchange.status}"
         )
+
+
+# -- predicates over several responses (walks of the suites) ----------------------------------
+
+
+@walk_rule("10")
+def list_contains_participation(page: Observation, expected: Mapping[str, Any]) -> None:
+    """Rule 10: a list filtered to the participation's device shows it as last retrieved."""
+    name = "list_contains_participation"
+    pid = expected.get("id")
+    items = [p for p in page.participations() if p.get("id") == pid]
+    if not items:
+        raise _fail(name, pid, "missing from the list of its device")
+    if items[0] != expected:
+        item = items[0]
+        changed = sorted(k for k in set(item) | set(expected) if item.get(k) != expected.get(k))
+        raise _fail(name, pid, f"list item differs from the retrieve in {changed}")
+
+
+@walk_rule("15")
+def pages_walk_every_item_once(pages: Sequence[Observation], expected: Sequence[str]) -> None:
+    """Rule 15: a full walk shows each item once, newest first, has_more true until the end."""
+    name = "pages_walk_every_item_once"
+    ids: list[str] = []
+    for i, page in enumerate(pages):
+        data = page.exchange.data if isinstance(page.exchange.data, dict) else {}
+        got = [str(p.get("id")) for p in page.participations()]
+        last = i == len(pages) - 1
+        if data.get("has_more") is not (not last):
+            where = "the last page" if last else f"page {i + 1} of {len(pages)}"
+            raise _fail(
+                name,
+                got[-1] if got else "-",
+                f"has_more is {data.get('has_more')} on {where} "
+                f"({page.exchange.method} {page.exchange.url})",
+            )
+        ids += got
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise _fail(name, dupes[0], f"listed twice in one walk ({len(dupes)} repeated)")
+    missing = [i for i in expected if i not in ids]
+    if missing:
+        raise _fail(name, missing[0], f"never listed in a full walk ({len(missing)} missing)")
+    order = [i for i in ids if i in set(expected)]
+    if order != list(expected):
+        raise _fail(name, "-", f"walk order {order} is not newest first {list(expected)}")
 
 
 # -- running the predicates -------------------------------------------------------------------

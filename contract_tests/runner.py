@@ -1,0 +1,124 @@
+"""`vpp-sandbox test`: run every suite against a target and report, exit 0 only when all pass.
+
+The suites run in-process here rather than through a nested pytest: the Schemathesis engine
+drives the conformance and link-driven phases, Hypothesis drives the lifecycle walk, and the
+scripted suites are plain functions. All of them share one Ledger, so a rule broken in any
+suite is reported with the same check names, and `run_suites` can be handed an ASGI app by
+our own tests without spawning anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import requests
+
+from contract_tests.conformance import run_conformance, run_stateful
+from contract_tests.ledger import Ledger
+from contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
+from contract_tests.session import Session
+from contract_tests.suites import (
+    run_cross_request,
+    run_pagination,
+    run_security,
+    security_skip_reason,
+)
+from contract_tests.target import Credentials, Target
+from contract_tests.walk import run_walk
+
+__all__ = ["SUITES", "options_for", "run", "run_suites"]
+
+Suite = Callable[[Session, Options], SuiteResult]
+
+SUITES: dict[str, Suite] = {
+    "conformance": run_conformance,
+    "stateful": run_stateful,
+    "lifecycle": run_walk,
+    "cross-request": run_cross_request,
+    "security": lambda s, o: run_security(s, o, os.environ.get("VPP_CONTRACT_JWT_SECRET")),
+    "pagination": run_pagination,
+}
+
+
+def options_for(
+    profile: str = "default", *, seed: int | None = None, max_examples: int | None = None
+) -> Options:
+    """The profile's options; a seed is always chosen (and printed) so any run can be replayed."""
+    options = PROFILES[profile]
+    if max_examples is not None:
+        options = replace(options, max_examples=max_examples)
+    return replace(options, seed=seed if seed is not None else random.randrange(2**31))
+
+
+def run_suites(
+    target: Target, options: Options, suites: Sequence[str] | None = None
+) -> Report:
+    """Run the named suites (all by default) and return what they found."""
+    ledger = Ledger()
+    report = Report(seed=options.seed)
+    for name in suites or list(SUITES):
+        started = time.monotonic()
+        with Session(target, ledger, suite=name) as session:
+            try:
+                result = SUITES[name](session, options)
+            except Exception as exc:  # a dead server or a bug: report it, run the other suites
+                session.fail(
+                    f"rule - ({name}_aborted): participation -: {type(exc).__name__}: {exc}"
+                )
+                result = SuiteResult(name, cases=session.calls, failures=list(session.failures))
+            result.seconds = result.seconds or time.monotonic() - started
+            if name == "security":
+                result.skipped = security_skip_reason(session)
+            if name not in ("conformance", "stateful"):
+                result.failures = _unique(result.failures)
+        report.suites.append(result)
+    return report
+
+
+def _unique(failures: list[Failure]) -> list[Failure]:
+    seen: set[tuple[str, str, str]] = set()
+    out: list[Failure] = []
+    for f in failures:
+        key = (f.check, f.participation, f.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `vpp-sandbox test` (arguments parsed in vpp_sandbox.cli)."""
+    second = None
+    if bool(args.second_account_id) != bool(args.second_api_key):
+        print("give both --second-account-id and --second-api-key, or neither", file=sys.stderr)
+        return 2
+    if args.second_account_id:
+        second = Credentials(args.second_account_id, args.second_api_key)
+    target = Target(
+        Credentials(args.account_id, args.api_key), base_url=args.base_url, second=second
+    )
+    options = options_for(args.profile, seed=args.seed, max_examples=args.max_examples)
+    print(
+        f"VPP contract suite: {target.base_url} · profile {args.profile} · seed {options.seed}",
+        flush=True,
+    )
+    try:
+        probe = requests.get(target.base_url + "/login", timeout=10)
+    except requests.RequestException as exc:
+        print(f"cannot reach {target.base_url}: {exc}", file=sys.stderr)
+        return 2
+    del probe
+    report = run_suites(target, options)
+    print(report.render())
+    if args.junit_xml:
+        report.write_junit(args.junit_xml)
+        print(f"JUnit report: {args.junit_xml}")
+    if not report.passed:
+        print(f"replay with: --seed {options.seed}")
+    return 0 if report.passed else 1
