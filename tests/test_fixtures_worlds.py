@@ -6,6 +6,7 @@ import argparse
 import functools
 import itertools
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from openapi_schema_validator import OAS30Validator
 
 from fixtures.cli import run
 from fixtures.scenarios import SCENARIOS, next_step
-from fixtures.worlds import WORLDS_DIR, World, build, load_committed, participation_document
+from fixtures.worlds import (
+    WORLDS_DIR,
+    World,
+    build,
+    load_committed,
+    participation_document,
+    participation_from_document,
+)
 from mock_server.lifecycle import TERMINAL, Participation, format_time
 from mock_server.settings import DEFAULT_ACCOUNT
 
@@ -97,6 +105,12 @@ def test_json_round_trip(case: str) -> None:
     assert again == w
     assert again.dumps() == w.dumps()
     assert World.from_json(w.to_json()) == w
+    for item in w.to_json()["participations"]:
+        doc, scenario = item["participation"], item["scenario"]
+        fast = participation_from_document(doc, scenario)
+        assert fast == Participation.from_json(doc, scenario)
+        assert all(t.utcoffset() == timedelta(0) for e in fast.timeline
+                   for t in (e.occurred_at, e.expected_at) if t is not None)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -265,7 +279,7 @@ def test_fixtures_command_writes_the_world(tmp_path: Path) -> None:
     out = tmp_path / "w.json"
     args = argparse.Namespace(world="load", seed=3, size=20, out=str(out))
     assert run(args) == 0
-    assert out.read_bytes() == build("load", seed=3, size=20).dumps()
+    assert out.read_bytes() == build("load", seed=3, size=20).dumps(indent=False)
 
 
 def test_fixtures_command_through_the_cli_and_stdout(
