@@ -128,14 +128,23 @@ def _describe(error: ValidationError) -> str:
     return f"{where}: {error.message}."
 
 
+_UTF8_NAMES = frozenset({"utf8", "ascii", "usascii"})
+
+
 class FlatpeakJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Connexion's JSON body checks, raising catalogue errors (400 invalid_request_body)."""
 
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
+        if self._encoding.lower().replace("-", "").replace("_", "") not in _UTF8_NAMES:
+            raise ApiError(
+                "invalid_request_body",
+                f"charset={self._encoding} is not accepted; JSON bodies are UTF-8 (send "
+                "Content-Type: application/json).",
+            )
         try:
-            text = raw.decode(self._encoding)
-        except (UnicodeDecodeError, LookupError):
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
             raise ApiError(
                 "invalid_request_body",
                 "The request body is not valid UTF-8; send JSON encoded as UTF-8.",

@@ -202,8 +202,9 @@ def install(
                 "(HTTP Basic: your account id and API key)."
             )
         elif code == "internal_error":
-            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path,
-                      exc.detail)
+            log.error(
+                "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.detail
+            )
             message = INTERNAL_MESSAGE
         else:
             message = str(exc.detail or exc.title)
