@@ -120,7 +120,7 @@ class Ledger:
                     return obs
             identity = self.identity_of(exchange.headers)
             obs = Observation(exchange, identity)
-            ids = {p.get("id") for p in obs.participations()} | {obs.path_id}
+            ids = {str(p.get("id")) for p in obs.participations()} | {str(obs.path_id)}
             before = {i: _copy(self.objects[i]) for i in ids if i in self.objects}
             obs = Observation(exchange, identity, before)
             self._learn(obs)

@@ -23,12 +23,7 @@ from contract_tests.conformance import run_conformance, run_stateful
 from contract_tests.ledger import Ledger
 from contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
 from contract_tests.session import Session
-from contract_tests.suites import (
-    run_cross_request,
-    run_pagination,
-    run_security,
-    security_skip_reason,
-)
+from contract_tests.suites import run_cross_request, run_isolation, run_pagination, run_security
 from contract_tests.target import Credentials, Target
 from contract_tests.walk import run_walk
 
@@ -42,6 +37,7 @@ SUITES: dict[str, Suite] = {
     "lifecycle": run_walk,
     "cross-request": run_cross_request,
     "security": lambda s, o: run_security(s, o, os.environ.get("VPP_CONTRACT_JWT_SECRET")),
+    "isolation": run_isolation,
     "pagination": run_pagination,
 }
 
@@ -73,8 +69,6 @@ def run_suites(
                 )
                 result = SuiteResult(name, cases=session.calls, failures=list(session.failures))
             result.seconds = result.seconds or time.monotonic() - started
-            if name == "security":
-                result.skipped = security_skip_reason(session)
             if name not in ("conformance", "stateful"):
                 result.failures = _unique(result.failures)
         report.suites.append(result)

@@ -18,7 +18,7 @@ from contract_tests.ledger import Observation, participations_in
 from contract_tests.report import Options, SuiteResult
 from contract_tests.session import VPP, Session, random_id
 
-__all__ = ["run_cross_request", "run_pagination", "run_security"]
+__all__ = ["run_cross_request", "run_isolation", "run_pagination", "run_security"]
 
 TO_ACTIVE = [
     {"state": s, "status": "COMPLETE"}
@@ -125,6 +125,10 @@ def _read_back(session: Session, pid: str, device: str) -> None:
 # -- rules 13-14 ---------------------------------------------------------------------------------
 
 
+# Long enough for PyJWT's key-length check; certainly not the server's key.
+_WRONG_KEY = "contract-suite-forgery-key-that-no-server-uses-0123456789"
+
+
 def _forged(account_id: str, live: bool, *, secret: str, expired: bool) -> str:
     now = int(time.time())
     at = now - 7200 if expired else now
@@ -166,14 +170,14 @@ def run_security(session: Session, options: Options, jwt_secret: str | None = No
             "forged signature": {"Authorization": f"Bearer {_unsigned(token)}"},
             "foreign key": {
                 "Authorization": "Bearer "
-                + _forged(creds.account_id, creds.live_mode, secret="not-the-key", expired=False)
+                + _forged(creds.account_id, creds.live_mode, secret=_WRONG_KEY, expired=False)
             },
             "expired token": {
                 "Authorization": "Bearer "
                 + _forged(
                     creds.account_id,
                     creds.live_mode,
-                    secret=jwt_secret or "not-the-key",
+                    secret=jwt_secret or _WRONG_KEY,
                     expired=True,
                 )
             },
@@ -197,14 +201,33 @@ def run_security(session: Session, options: Options, jwt_secret: str | None = No
                 "update without a valid token changed it",
                 after,
             )
-        _other_namespace(session, pid, p)
 
     return _timed("security", session, body)
 
 
+def run_isolation(session: Session, options: Options) -> SuiteResult:
+    """Rule 13 with a second credential (another account, or this account's other mode)."""
+    if session.target.second is None:
+        return SuiteResult(
+            "isolation",
+            skipped="rule 13 not checked: give --second-account-id and --second-api-key "
+            "(another account, or this account's key of the other mode)",
+        )
+
+    def body() -> None:
+        created = session.create()
+        if _expect(session, created, (201,), "13", "create with the first credential"):
+            _other_namespace(session, str(_obj(created)["id"]), _obj(created))
+
+    return _timed("isolation", session, body)
+
+
 def _other_namespace(session: Session, pid: str, p: dict[str, Any]) -> None:
     second = session.target.second
-    if second is None:
+    assert second is not None
+    if second == session.target.credentials:
+        session.fail("rule 13 (namespaces_are_isolated): participation -: the second "
+                     "credential is the first one; give another account or mode")
         return
     token = session.token(second)
     seen = session.call("GET", f"{VPP}/{pid}", token=token)
@@ -228,15 +251,6 @@ def _other_namespace(session: Session, pid: str, p: dict[str, Any]) -> None:
     cursor = session.call("GET", VPP, token=token, query={"starting_after": pid})
     _expect(session, cursor, (400,), "13", "another namespace using the id as a cursor")
     session.retrieve(pid)  # rule 12/10 checks: still exactly as created
-
-
-def security_skip_reason(session: Session) -> str | None:
-    if session.target.second is None:
-        return (
-            "namespace isolation (rule 13) not run: give --second-account-id and "
-            "--second-api-key (another account, or this account's other-mode key)"
-        )
-    return None
 
 
 # -- rule 15 ---------------------------------------------------------------------------------------

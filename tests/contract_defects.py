@@ -123,10 +123,7 @@ class Rewriter:
         scope = self.before(request, scope)
         answer = await self._run(scope, body)
         answer = await self.after(request, answer)
-        if answer.data is not None:
-            payload = json.dumps(answer.data).encode()
-        else:
-            payload = answer.raw
+        payload = json.dumps(answer.data).encode() if answer.data is not None else answer.raw
         out = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
         out.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
@@ -271,11 +268,11 @@ class AuthNotEnforced(Rewriter):
 
     def before(self, request: Request, scope: Scope) -> Scope:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if request.path.startswith("/vpp-participations") and self.tokens:
-            if given not in self.tokens:
-                headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
-                headers.append((b"authorization", f"Bearer {self.tokens[-1]}".encode()))
-                return {**scope, "headers": headers}
+        vpp = request.path.startswith("/vpp-participations")
+        if vpp and self.tokens and given not in self.tokens:
+            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+            headers.append((b"authorization", f"Bearer {self.tokens[-1]}".encode()))
+            return {**scope, "headers": headers}
         return scope
 
     async def after(self, request: Request, answer: Answer) -> Answer:

@@ -1,0 +1,123 @@
+"""`vpp-sandbox test` over real HTTP against `vpp-sandbox serve` on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from mock_server.settings import DEFAULT_ACCOUNT
+from tests.contract_defects import SECOND
+from vpp_sandbox.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = _free_port()
+    accounts = [f"{a.account_id}:{a.api_key}" for a in (*DEFAULT_ACCOUNT, SECOND)]
+    command = [sys.executable, "-m", "vpp_sandbox.cli", "serve", "--db", ":memory:",
+               "--port", str(port)]
+    for account in accounts:
+        command += ["--account", account]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url + "/login", timeout=1).close()
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    pytest.fail(f"vpp-sandbox serve did not start: {err[-2000:]}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@pytest.mark.slow
+def test_the_cli_passes_against_the_served_mock(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junit = tmp_path / "contract.xml"
+    first = DEFAULT_ACCOUNT[0]
+    code = main([
+        "test", "--base-url", server, "--account-id", first.account_id,
+        "--api-key", first.api_key, "--second-account-id", SECOND.account_id,
+        "--second-api-key", SECOND.api_key, "--profile", "quick", "--seed", "7",
+        "--max-examples", "3", "--junit-xml", str(junit),
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "seed 7" in out and "PASSED" in out
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert {s.get("name") for s in suites} == {
+        "conformance", "stateful", "lifecycle", "cross-request", "security", "isolation",
+        "pagination",
+    }
+    assert all(s.get("failures") == "0" for s in suites)
+
+
+@pytest.mark.slow
+def test_a_live_token_cannot_see_test_objects(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test_key, live_key = DEFAULT_ACCOUNT[0], DEFAULT_ACCOUNT[1]
+    code = main([
+        "test", "--base-url", server, "--account-id", test_key.account_id,
+        "--api-key", test_key.api_key, "--second-account-id", live_key.account_id,
+        "--second-api-key", live_key.api_key, "--profile", "quick", "--max-examples", "2",
+    ])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from contract_tests.report import Options
+    from contract_tests.runner import run_suites
+    from contract_tests.target import Credentials, Target
+
+    first = DEFAULT_ACCOUNT[0]
+    target = Target(Credentials(first.account_id, first.api_key), base_url=server)
+    report = run_suites(target, Options(seed=1), suites=["security", "isolation"])
+    assert report.passed, report.render()
+    security, isolation = report.suites
+    assert not security.skipped and security.cases > 20
+    assert isolation.skipped and "--second-account-id" in isolation.skipped
+    assert "SKIP isolation" in report.render()
+
+
+def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([
+        "test", "--base-url", f"http://127.0.0.1:{_free_port()}", "--account-id", "acc_x",
+        "--api-key", "sk_test_x", "--profile", "quick",
+    ])
+    assert code == 2
+    assert "cannot reach" in capsys.readouterr().err
