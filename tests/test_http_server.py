@@ -1,0 +1,70 @@
+"""`vpp-sandbox serve` starts uvicorn, prints where it is and with which keys, and answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from mock_server.server import banner
+from mock_server.settings import DEFAULT_ACCOUNT, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_banner_names_the_urls_and_every_key() -> None:
+    text = banner(Settings(port=9999))
+    assert "http://127.0.0.1:9999" in text and "http://127.0.0.1:9999/ui/" in text
+    for account in DEFAULT_ACCOUNT:
+        assert account.account_id in text and account.api_key in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_runs_a_real_server(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VPP_PORT": str(port)}
+    cmd = [sys.executable, "-m", "vpp_sandbox.cli", "serve", "--db", str(tmp_path / "s.db")]
+    with subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    r = requests.get(
+                        f"{base}/login",
+                        auth=(DEFAULT_ACCOUNT[0].account_id, DEFAULT_ACCOUNT[0].api_key),
+                        timeout=1,
+                    )
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("the server did not start")
+            assert r.status_code == 200
+            token = r.json()["bearer_token"]
+            r = requests.get(
+                f"{base}/vpp-participations",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+            assert r.status_code == 200 and r.json()["data"] == []
+            assert requests.get(f"{base}/ui/", timeout=5).status_code == 200
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=10)
+    assert f"Base URL:    {base}" in out
+    assert DEFAULT_ACCOUNT[0].api_key in out and DEFAULT_ACCOUNT[1].api_key in out
+    assert (tmp_path / "s.db").exists()
