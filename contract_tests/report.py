@@ -14,20 +14,27 @@ __all__ = ["PROFILES", "Failure", "Options", "Report", "SuiteResult"]
 class Options:
     """How hard to test: examples per operation, stateful scenarios, lifecycle walks."""
 
-    max_examples: int = 25
-    stateful_examples: int = 15
-    stateful_steps: int = 6
-    walks: int = 15
-    walk_steps: int = 12
+    max_examples: int = 100
+    stateful_examples: int = 40
+    stateful_steps: int = 8
+    walks: int = 60
+    walk_steps: int = 15
     page_items: int = 7
     seed: int | None = None
 
 
+# quick: pre-commit (< 15 s); default: CI (< 60 s); thorough: nightly.
 PROFILES: dict[str, Options] = {
-    "quick": Options(max_examples=5, stateful_examples=5, stateful_steps=4, walks=5, walk_steps=8),
+    "quick": Options(
+        max_examples=5, stateful_examples=5, stateful_steps=4, walks=5, walk_steps=8
+    ),
     "default": Options(),
     "thorough": Options(
-        max_examples=200, stateful_examples=100, stateful_steps=10, walks=100, walk_steps=25,
+        max_examples=1000,
+        stateful_examples=300,
+        stateful_steps=12,
+        walks=400,
+        walk_steps=30,
         page_items=23,
     ),
 }
