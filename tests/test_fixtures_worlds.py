@@ -303,3 +303,12 @@ def test_the_schema_check_is_real(validator: OAS30Validator) -> None:
     doc["time_created"] = "yesterday"
     doc["reference_id"] = None
     assert len(list(validator.iter_errors(doc))) == 2
+
+
+@pytest.mark.parametrize("locale,country", [("en_GB", "GB"), ("de_DE", "DE"), ("en_US", "US")])
+def test_worlds_follow_the_locale(locale: str, country: str) -> None:
+    w = build("demo", locale=locale)
+    assert w.locale == locale
+    assert {loc.country_code for loc in w.locations} == {country}
+    for doc in orjson.loads(w.dumps())["participations"]:
+        check_participation(doc["participation"])
