@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -84,25 +85,38 @@ def _json_path(error: ValidationError) -> str:
 
 
 def _describe(error: ValidationError) -> str:
+    """A one-line message that names the field and says what it must be."""
     where = _json_path(error)
-    kind = error.validator
+    kind, value = error.validator, error.validator_value
     if kind == "additionalProperties":
-        return (
-            f"{where} has unknown field(s): {error.message.split('(')[-1].rstrip(')')}. "
-            "Remove them."
-        )
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"{where} has unknown field(s) {', '.join(extra)}; the fields are {known}."
     if kind == "required":
-        return f"{where} is missing a required field: {error.message}."
+        missing = [name for name in value if name not in error.instance]
+        return f"{where} is missing the required field(s) {', '.join(missing)}."
     if kind == "enum":
-        allowed = ", ".join(str(v) for v in error.validator_value)
-        return f"{where} must be one of {allowed}."
+        return f"{where} must be one of {', '.join(str(v) for v in value)}."
     if kind == "pattern":
-        return f"{where} must match {error.validator_value}."
+        id_like = re.fullmatch(r"\^([a-z]+)_\[0-9a-f\]\{24\}\$", str(value))
+        if id_like:
+            return f"{where} must be {id_like[1]}_ and 24 lowercase hex characters."
+        return f"{where} must match {value}."
     if kind == "format":
         return f"{where} must be an RFC 3339 time such as 2026-11-03T09:15:00Z."
     if kind == "type":
-        return f"{where} must be of type {error.validator_value}."
-    return f"{where}: {error.message}."
+        return f"{where} must be of type {value}."
+    if kind in ("minItems", "maxItems"):
+        return (
+            f"{where} must have {'at least' if kind == 'minItems' else 'at most'} {value} item(s)."
+        )
+    if kind in ("minLength", "maxLength"):
+        bound = "at least" if kind == "minLength" else "at most"
+        return f"{where} must be {bound} {value} character(s) long."
+    if kind == "uniqueItems":
+        return f"{where} must not repeat a value."
+    message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
+    return f"{where} is not valid: {message}."
 
 
 _UTF8_NAMES = frozenset({"utf8", "ascii", "usascii"})

@@ -75,7 +75,7 @@ def test_empty_body_is_400(sb: Sandbox) -> None:
         ({}, "device_id"),
         (
             {"device_id": "dev_x", "provider_id": new_id("prv"), "programme_id": new_id("vpr")},
-            "match",
+            "dev_ and 24 lowercase hex",
         ),
         (
             {
