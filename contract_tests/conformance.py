@@ -8,6 +8,7 @@ over HTTP alike, and hands back each failure with its check name and a curl comm
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,17 @@ def _run(session: Session, options: Options, name: str, phases: tuple[str, ...])
     if session.target.in_process:
         schema.app = session.target.app
     checks.activate(session.ledger, session.target.base_url)
+    try:
+        _collect(from_schema(schema).execute(), session, name, result)
+    finally:
+        checks.activate(None)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _collect(stream: Iterable[Any], session: Session, name: str, result: SuiteResult) -> None:
     seen: set[tuple[str, str]] = set()
-    for event in from_schema(schema).execute():
+    for event in stream:
         if isinstance(event, events.ScenarioFinished):
             result.cases += len(event.recorder.cases)
             for nodes in event.recorder.checks.values():
@@ -103,8 +113,6 @@ def _run(session: Session, options: Options, name: str, phases: tuple[str, ...])
             )
         elif isinstance(event, events.FatalError):
             result.failures.append(Failure(name, "-", "engine_error", repr(event.exception)))
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def run_conformance(session: Session, options: Options) -> SuiteResult:

@@ -171,3 +171,18 @@ def test_the_oracle_agrees_with_the_contract_table_size() -> None:
     edges = sum(len(v) for v in model.TRANSITIONS.values())
     assert set(model.TRANSITIONS) == set(model.STATES) and len(model.STATES) == 15
     assert edges == 30  # contract section 4, without the history-dependent return edge
+
+
+def test_the_ci_job_in_docs_runs_the_suite_and_keeps_the_junit_report() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "github-actions-contract.yml"
+    job = yaml.safe_load(path.read_text())["jobs"]["contract"]
+    run = next(s for s in job["steps"] if s.get("name") == "Run the contract suite")
+    assert run["shell"] == "bash" and "vpp-sandbox test" in run["run"]
+    assert "--junit-xml reports/vpp-contract.xml" in run["run"]
+    assert "secrets.VPP_STAGING_URL" in run["env"]["VPP_STAGING_URL"]
+    keep = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert keep["if"] == "always()" and keep["with"]["path"] == "reports/"
