@@ -1,4 +1,4 @@
-"""The spec is tested, not trusted: it validates, loads in both tools, and agrees with the contract."""
+"""The spec is tested, not trusted: it validates, loads in both tools, agrees with the contract."""
 
 from __future__ import annotations
 
