@@ -157,7 +157,7 @@ EXPECTED_DELAY: Mapping[State, timedelta] = {
     S.AWAITING_LOCATION_TELEMETRY: timedelta(hours=12),
     S.CHECKING_ELIGIBILITY: timedelta(days=1),
     S.AWAITING_REGISTRATION: timedelta(days=2),
-    S.REGISTERED: timedelta(days=4),
+    S.REGISTERED: timedelta(days=3),
     S.ACTIVE: timedelta(hours=1),
     S.SUSPENDED: timedelta(hours=1),
     S.UNENROLMENT_REQUESTED: timedelta(0),
