@@ -63,7 +63,9 @@ class Failure:
         return cls(suite, rule, name, message, curl, pid.group(1) if pid else "-")
 
     def render(self) -> str:
-        label = f"rule {self.rule}" if self.rule != "-" else "built-in check"
+        label = f"rule {self.rule}" if self.rule != "-" else "Schemathesis check"
+        if self.check.endswith("_aborted") or self.check == "engine_error":
+            label = "suite error"
         text = f"[{self.suite}] {label} · {self.check} · participation {self.participation}\n"
         text += "    " + self.message.strip().replace("\n", "\n    ")
         if self.curl:

@@ -103,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        probe = requests.get(target.base_url + "/login", timeout=10)
+        with Session(target) as session:
+            for creds in (target.credentials, target.second):
+                if creds is not None:
+                    session.token(creds)
     except requests.RequestException as exc:
         print(f"cannot reach {target.base_url}: {exc}", file=sys.stderr)
         return 2
-    del probe
+    except RuntimeError as exc:  # the credentials do not log in: nothing else can be tested
+        print(str(exc), file=sys.stderr)
+        return 2
     report = run_suites(target, options)
     print(report.render())
     if args.junit_xml:

@@ -86,9 +86,10 @@ class Session:
             data = exchange.data if isinstance(exchange.data, dict) else {}
             token = data.get("bearer_token")
             if exchange.status != 200 or not isinstance(token, str):
+                detail = data.get("message") or exchange.text[:300]
                 raise RuntimeError(
-                    f"GET /login for {creds.account_id} answered {exchange.status}: "
-                    f"{exchange.text[:200]}. Check --account-id and --api-key."
+                    f"GET /login for {creds.account_id} answered {exchange.status}: {detail} "
+                    "Check --account-id and --api-key."
                 )
             self._tokens[creds] = token
             self.ledger.add_token(token, Identity(creds.account_id, creds.live_mode))

@@ -121,3 +121,15 @@ def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]
     ])
     assert code == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_credentials_that_do_not_log_in_are_exit_code_2(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = DEFAULT_ACCOUNT[0]
+    code = main([
+        "test", "--base-url", server, "--account-id", first.account_id,
+        "--api-key", "sk_test_not_the_key", "--profile", "quick",
+    ])
+    assert code == 2
+    assert "Check --account-id and --api-key" in capsys.readouterr().err
