@@ -22,6 +22,7 @@ __all__ = [
     "expected_path",
     "judge_update",
     "path_is_legal",
+    "well_formed",
 ]
 
 STATES: tuple[str, ...] = (
@@ -141,25 +142,38 @@ def _history(participation: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [e for e in participation["participation_state"] if e.get("status") != "PENDING"]
 
 
+def well_formed(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why `records` break the shape rules of contract §6 (a 400), or None."""
+    statuses = [r.get("status") for r in records]
+    if statuses.count("IN_PROGRESS") != 1:
+        return f"{statuses.count('IN_PROGRESS')} IN_PROGRESS records, expected exactly 1"
+    pivot = statuses.index("IN_PROGRESS")
+    if any(s != "COMPLETE" for s in statuses[:pivot]):
+        return "records before the IN_PROGRESS one must be COMPLETE"
+    if any(s != "PENDING" for s in statuses[pivot + 1 :]):
+        return "records after the IN_PROGRESS one must be PENDING"
+    for r in records:
+        if r.get("state") != "SUSPENDED" and r.get("suspension_reasons"):
+            return f"{r.get('state')} record with suspension_reasons"
+    return None
+
+
 def judge_update(
     participation: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
 ) -> Verdict:
-    """The verdict for `records` (server-defaulted times, no PENDING) on `participation`.
+    """The verdict for `records` (server-defaulted times) on `participation`.
 
-    Only well-formed bodies are judged: COMPLETE records then one IN_PROGRESS record, reasons
-    exactly on SUSPENDED records; a malformed body is a 400.
+    Rejections: a malformed body is a 400, an illegal move a 409. When a body is both, the
+    contract does not say which comes first: `Verdict.status` is then the 409.
     """
     history = _history(participation)
     current = history[-1]
     state = str(current["state"])
     before = str(history[-2]["state"]) if len(history) > 1 else None
+    shape = well_formed(records)
+    if shape is not None:
+        return Verdict(400, state, True, shape)
     steps = [r for r in records if r.get("status") != "PENDING"]
-    if not steps or steps[-1].get("status") != "IN_PROGRESS":
-        return Verdict(400, state, True, "malformed body")
-    for r in steps:
-        has_reasons = bool(r.get("suspension_reasons"))
-        if r["state"] != "SUSPENDED" and has_reasons:
-            return Verdict(400, state, True, "reasons on a non-SUSPENDED record")
     head = steps[0]
     if len(steps) == 1 and head["state"] == state:
         same = state != "SUSPENDED" or set(head.get("suspension_reasons") or ()) == set(

@@ -39,7 +39,7 @@ PROFILES: dict[str, Options] = {
     ),
 }
 
-_RULE = re.compile(r"^rule (\w+) \((\w+)\)")
+_RULE = re.compile(r"^rule (\S+) \(([\w-]+)\)")
 _PARTICIPATION = re.compile(r"participation (vpp_[0-9a-f]{24})")
 
 

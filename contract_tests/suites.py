@@ -74,7 +74,7 @@ def run_cross_request(session: Session, options: Options) -> SuiteResult:
         _read_back(session, pid, device)
         # A duplicate enrolment of the same device and programme is refused (contract §6).
         dup = session.create(device_id=device, programme_id=p["programme"]["id"])
-        _expect(session, dup, (409,), "12", "second participation for the same device")
+        _expect(session, dup, (409,), "§6", "second participation for the same device")
         # Illegal, then legal moves; each rejected one must leave the object as it was.
         bad = session.update(pid, [{"state": "ACTIVE", "status": "IN_PROGRESS"}])
         _expect(session, bad, (409,), "12", "ENROLMENT_REQUESTED -> ACTIVE")
@@ -104,7 +104,7 @@ def run_cross_request(session: Session, options: Options) -> SuiteResult:
             _read_back(session, pid, device)
         # A terminal participation frees the device for a new enrolment.
         again = session.create(device_id=device, programme_id=p["programme"]["id"])
-        _expect(session, again, (201,), "12", "re-enrolment after a terminal state")
+        _expect(session, again, (201,), "§6", "re-enrolment after a terminal state")
 
     return _timed("cross-request", session, body)
 

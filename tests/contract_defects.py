@@ -382,8 +382,8 @@ DEFECTS: tuple[Defect, ...] = (
     Defect("item_repeated_across_pages", "15", "pages_walk_every_item_once",
            store=RepeatingStore),
     Defect("has_more_wrong", "15", "pages_walk_every_item_once", HasMoreAlwaysFalse),
-    Defect("error_body_not_error_format", "E", "error_body_is_error_object", ProblemJsonNotFound),
-    Defect("server_error_on_valid_request", "E", "server_never_errs", CrashOnDeviceFilter),
+    Defect("error_body_not_error_format", "§7", "error_body_is_error_object", ProblemJsonNotFound),
+    Defect("server_error_on_valid_request", "§7", "server_never_errs", CrashOnDeviceFilter),
 )
 
 

@@ -95,7 +95,7 @@ def test_every_check_has_a_docstring_citing_its_rule() -> None:
     for check in checks.CHECKS:
         doc = check.__doc__ or ""
         rule = checks.RULE_OF[check.__name__]
-        assert doc.startswith(f"Rule {rule}:") or (rule == "E" and "Section 7" in doc), doc
+        assert doc.startswith(f"Rule {rule}:") or (rule == "§7" and "Section 7" in doc), doc
 
 
 _json = st.recursive(
@@ -150,6 +150,11 @@ def test_checks_only_ever_raise_assertion_error(
         (["REGISTERED"], [("ACTIVE", "COMPLETE"), ("SUSPENDED", "IN_PROGRESS")], 400),
         (["ENROLMENT_REQUESTED"], [("AWAITING_CUSTOMER_CONSENT", "COMPLETE"),
                                    ("ACTIVE", "IN_PROGRESS")], 409),
+        (["ENROLMENT_REQUESTED"], [("AWAITING_CUSTOMER_CONSENT", "IN_PROGRESS"),
+                                   ("AWAITING_DEVICE_TELEMETRY", "IN_PROGRESS")], 400),
+        (["ENROLMENT_REQUESTED"], [("ACTIVE", "PENDING"),
+                                   ("AWAITING_CUSTOMER_CONSENT", "IN_PROGRESS")], 400),
+        (["ENROLMENT_REQUESTED"], [("AWAITING_CUSTOMER_CONSENT", "COMPLETE")], 400),
     ],
 )
 def test_the_oracle_judges_updates(
