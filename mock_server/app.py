@@ -19,15 +19,25 @@ from starlette.types import Scope, Send
 from mock_server import errors
 from mock_server.auth import Authenticator, security_map
 from mock_server.catalog import Catalog
-from mock_server.clock import Clock, SystemClock
+from mock_server.clock import Clock, SandboxClock
+from mock_server.control import Control
 from mock_server.handlers import AppState, Handlers
 from mock_server.settings import Settings
 from mock_server.store import Store
 from mock_server.validation import BodyLimitMiddleware, validator_map
 
-__all__ = ["SPEC_PATH", "SnakeCaseResolver", "create_app", "load_spec"]
+__all__ = [
+    "CONTROL_BASE_PATH",
+    "CONTROL_SPEC_PATH",
+    "SPEC_PATH",
+    "SnakeCaseResolver",
+    "create_app",
+    "load_spec",
+]
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "vpp-participations.yaml"
+CONTROL_SPEC_PATH = SPEC_PATH.parent / "sandbox-control.yaml"
+CONTROL_BASE_PATH = "/_sandbox"
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
@@ -60,20 +70,43 @@ def create_app(
     clock: Clock | None = None,
     catalog: Catalog | None = None,
 ) -> connexion.AsyncApp:
-    """The sandbox app; state is injected (`app.state` is the AppState handlers use)."""
+    """The sandbox app; state is injected (`app.state` is the AppState handlers use).
+
+    Two APIs on one app: the contract at the root, and the sandbox control API under
+    /_sandbox (its own spec, Swagger UI at /_sandbox/ui/), with the same auth and errors.
+    """
+    store = store if store is not None else Store(settings.db)
     state = AppState(
         settings=settings,
-        store=store if store is not None else Store(settings.db),
-        clock=clock if clock is not None else SystemClock(),
+        store=store,
+        clock=clock if clock is not None else SandboxClock(store),
         catalog=catalog if catalog is not None else Catalog(),
         authenticator=Authenticator(settings),
     )
     spec = load_spec()
+    control_spec = load_spec(CONTROL_SPEC_PATH)
+    # Error contexts, 404s and 405 `Allow` headers know the paths of both APIs.
+    routes = {
+        "paths": {
+            **spec["paths"],
+            **{CONTROL_BASE_PATH + p: item for p, item in control_spec["paths"].items()},
+        }
+    }
     app = connexion.AsyncApp(
         __name__,
         specification_dir=str(SPEC_PATH.parent),
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
+    )
+    # The control API first: the contract's API is mounted at the root and would take its paths.
+    app.add_api(
+        CONTROL_SPEC_PATH.name,
+        base_path=CONTROL_BASE_PATH,
+        resolver=SnakeCaseResolver(Control(state)),
+        pythonic_params=True,
+        strict_validation=True,
+        validate_responses=True,
+        validator_map=validator_map(),
     )
     app.add_api(
         SPEC_PATH.name,
@@ -85,9 +118,9 @@ def create_app(
     )
     # `now` looks the clock up on every call: a test or a world may swap `app.state.clock`.
     errors.install(
-        app, spec, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.now()
+        app, routes, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.now()
     )
-    router = errors.Router(spec)
+    router = errors.Router(routes)
 
     async def render(scope: Scope, send: Send, code: str, message: str) -> None:
         body = errors.error_body(

@@ -31,6 +31,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "invalid_request_body": (400, "invalid_request"),
     "invalid_parameter": (400, "invalid_request"),
     "participation_state_invalid": (400, "invalid_request"),
+    "clock_cannot_go_back": (400, "invalid_request"),
     "authentication_required": (401, "invalid_request"),
     "token_invalid": (401, "invalid_request"),
     "token_expired": (401, "invalid_request"),
@@ -40,6 +41,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "method_not_allowed": (405, "invalid_request"),
     "invalid_state_transition": (409, "invalid_request"),
     "participation_exists": (409, "invalid_request"),
+    "autopilot_unavailable": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),
     "unsupported_media_type": (415, "invalid_request"),
     "rate_limited": (429, "rate_limit"),
@@ -53,6 +55,11 @@ CONTEXTS: Mapping[str, str] = {
     "listVppParticipations": "api.vpp_participation_list",
     "retrieveVppParticipation": "api.vpp_participation_retrieve",
     "updateVppParticipation": "api.vpp_participation_update",
+    # The sandbox control API (openapi/sandbox-control.yaml), under /_sandbox.
+    "retrieveSandboxClock": "sandbox.clock_retrieve",
+    "updateSandboxClock": "sandbox.clock_update",
+    "resetSandbox": "sandbox.reset",
+    "loadSandboxWorld": "sandbox.world_load",
 }
 
 log = logging.getLogger("mock_server")
@@ -229,7 +236,7 @@ def install(
                 "route_not_found",
                 f"There is no route {request.method} {path}. The API serves /login, "
                 "/vpp-participations and /vpp-participations/{participation_id}; the "
-                "reference is at /ui/.",
+                "reference is at /ui/ (the sandbox controls at /_sandbox/ui/).",
             )
         if exc.status_code == 415:
             return render(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from mock_server.auth import Authenticator
 from mock_server.catalog import Catalog
-from mock_server.clock import Clock, Namespace
+from mock_server.clock import Clock, Namespace, SandboxClock
 from mock_server.errors import ApiError
 from mock_server.lifecycle import apply_update, new_participation, parse_records
+from mock_server.scenarios import scenario_for_device
 from mock_server.settings import Settings
 from mock_server.store import Store
 
@@ -36,6 +38,25 @@ class AppState:
     new_id: Callable[[], str] = field(default=new_participation_id)
 
 
+    def autopilot_on(self, namespace: Namespace) -> bool:
+        """The server runs the programme unless --no-autopilot or the namespace switched it off."""
+        if not self.settings.autopilot:
+            return False
+        clock = self.clock
+        return clock.autopilot(namespace) if isinstance(clock, SandboxClock) else True
+
+    def catch_up(self, namespace: Namespace) -> datetime:
+        """The namespace's `now`, with every autopilot move due by then applied (read or write).
+
+        One clock reading per request: everything the request does happens at that instant,
+        so two requests at one instant see the same state.
+        """
+        now = self.clock.now(namespace)
+        if self.autopilot_on(namespace):
+            self.store.advance_due(namespace, now)
+        return now
+
+
 def _namespace(token_info: dict[str, Any]) -> Namespace:
     return Namespace(str(token_info["account_id"]), bool(token_info["live_mode"]))
 
@@ -53,6 +74,7 @@ class Handlers:
         self, body: dict[str, Any], token_info: dict[str, Any]
     ) -> Result:
         ns = _namespace(token_info)
+        now = self.state.catch_up(ns)
         catalog = self.state.catalog
         provider = catalog.provider(body["provider_id"])
         participation = new_participation(
@@ -64,7 +86,8 @@ class Handlers:
             reference_id=body.get("reference_id"),
             provider=provider,
             programme=catalog.programme(body["programme_id"], provider),
-            now=self.state.clock.now(ns),
+            now=now,
+            scenario=scenario_for_device(body["device_id"]),
         )
         self.state.store.insert(participation)
         location = f"/vpp-participations/{participation.id}"
@@ -83,8 +106,10 @@ class Handlers:
                 "invalid_parameter",
                 "Send starting_after (next page) or ending_before (previous page), not both.",
             )
+        ns = _namespace(token_info)
+        self.state.catch_up(ns)
         page = self.state.store.list(
-            _namespace(token_info),
+            ns,
             limit=limit,
             starting_after=starting_after,
             ending_before=ending_before,
@@ -101,7 +126,9 @@ class Handlers:
     async def retrieve_vpp_participation(
         self, participation_id: str, token_info: dict[str, Any]
     ) -> Result:
-        participation = self.state.store.get(_namespace(token_info), participation_id)
+        ns = _namespace(token_info)
+        self.state.catch_up(ns)
+        participation = self.state.store.get(ns, participation_id)
         return participation.to_json(), 200
 
     async def update_vpp_participation(
@@ -109,8 +136,8 @@ class Handlers:
     ) -> Result:
         ns = _namespace(token_info)
         records = parse_records(body["participation_state"])
-        clock = self.state.clock
+        now = self.state.catch_up(ns)
         updated = self.state.store.update(
-            ns, participation_id, lambda current: apply_update(current, records, clock.now(ns))
+            ns, participation_id, lambda current: apply_update(current, records, now)
         )
         return updated.to_json(), 200

@@ -4,20 +4,27 @@ Every method runs in one transaction under one lock, so the store is safe from t
 update is a read-modify-write guarded by a version column (compare-and-swap), so concurrent
 updates of one participation are applied one on top of the other and never lose a write, even
 across processes sharing the file.
+
+The autopilot: every row keeps `next_due_at`, when its scenario's next move is due
+(`mock_server.scenarios.next_step`), in an index per namespace, so `advance_due` touches only the
+rows that are due, never the whole table. Each namespace's sandbox clock is kept here too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from mock_server.clock import Namespace
-from mock_server.lifecycle import TERMINAL, Participation, format_time
+from mock_server.clock import ClockState, Namespace
+from mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
+from mock_server.scenarios import advance, next_step
 
 __all__ = [
     "DuplicateParticipation",
@@ -26,7 +33,11 @@ __all__ = [
     "Store",
     "StoreError",
     "UnknownCursor",
+    "next_due_at",
 ]
+
+
+log = logging.getLogger("mock_server")
 
 
 class StoreError(Exception):
@@ -92,7 +103,8 @@ CREATE TABLE IF NOT EXISTS participations (
     time_created  TEXT NOT NULL,
     scenario      TEXT NOT NULL,
     version       INTEGER NOT NULL,
-    body          TEXT NOT NULL
+    body          TEXT NOT NULL,
+    next_due_at   TEXT
 );
 CREATE INDEX IF NOT EXISTS participations_list
     ON participations (account_id, live_mode, time_created DESC, id DESC);
@@ -100,6 +112,19 @@ CREATE INDEX IF NOT EXISTS participations_device
     ON participations (account_id, live_mode, device_id, time_created DESC, id DESC);
 CREATE INDEX IF NOT EXISTS participations_open
     ON participations (account_id, live_mode, device_id, programme_id, terminal);
+CREATE TABLE IF NOT EXISTS sandbox_clocks (
+    account_id    TEXT NOT NULL,
+    live_mode     INTEGER NOT NULL,
+    offset_us     INTEGER NOT NULL,
+    frozen_at     TEXT,
+    autopilot     INTEGER NOT NULL,
+    PRIMARY KEY (account_id, live_mode)
+);
+"""
+# Created after the migration below (an older file has no next_due_at column yet).
+_DUE_INDEX = """
+CREATE INDEX IF NOT EXISTS participations_due
+    ON participations (account_id, live_mode, next_due_at) WHERE next_due_at IS NOT NULL;
 """
 
 _COLUMNS = "body, scenario"
@@ -107,6 +132,40 @@ _COLUMNS = "body, scenario"
 
 def _row_to_participation(row: sqlite3.Row | tuple[Any, ...]) -> Participation:
     return Participation.from_json(json.loads(row[0]), scenario=row[1])
+
+
+def _encode(p: Participation) -> str:
+    return json.dumps(p.to_json())
+
+
+def next_due_at(p: Participation) -> str | None:
+    """When the autopilot's next move of `p` is due (the indexed column), or None."""
+    due = next_step(p)
+    return None if due is None else format_time(due.at)
+
+
+def _row_values(p: Participation, body: str, version: int) -> tuple[Any, ...]:
+    return (
+        p.id,
+        p.account_id,
+        int(p.live_mode),
+        p.device_id,
+        p.programme.id,
+        p.current_state.value,
+        int(p.current_state in TERMINAL),
+        format_time(p.time_created),
+        p.scenario,
+        version,
+        body,
+        next_due_at(p),
+    )
+
+
+_INSERT_COLUMNS = (
+    "(id, account_id, live_mode, device_id, programme_id, current_state, terminal, "
+    "time_created, scenario, version, body, next_due_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class Store:
@@ -122,6 +181,21 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._db.executescript(_DUE_INDEX)
+
+    def _migrate(self) -> None:
+        """Files written before the autopilot lack `next_due_at`: add it and fill it in."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(participations)")}
+        if "next_due_at" in columns:
+            return
+        with self._transaction() as db:
+            db.execute("ALTER TABLE participations ADD COLUMN next_due_at TEXT")
+            rows = db.execute(f"SELECT {_COLUMNS}, id FROM participations").fetchall()
+            db.executemany(
+                "UPDATE participations SET next_due_at=? WHERE id=?",
+                [(next_due_at(_row_to_participation(r)), r[2]) for r in rows],
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -176,59 +250,151 @@ class Store:
             updated = change(current)
             if updated is current or updated == current:
                 return current
-            cursor = db.execute(
-                "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, "
-                "version=version+1 WHERE id=? AND version=?",
-                (
-                    updated.current_state.value,
-                    int(updated.current_state in TERMINAL),
-                    updated.scenario,
-                    json.dumps(updated.to_json()),
-                    participation_id,
-                    row[2],
-                ),
-            )
-            if cursor.rowcount != 1:  # pragma: no cover - only with another process writing
-                raise RuntimeError(f"{participation_id} changed during the update")
+            self._rewrite(db, updated, row[2])
             return updated
 
-    def load(self, participations: Iterable[Participation]) -> int:
-        """Insert or replace participations as they are (a world, a fixture); returns the count."""
-        count = 0
-        with self._transaction() as db:
-            for p in participations:
-                self._write(db, p, version=1, replace=True)
-                count += 1
-        return count
-
-    def reset(self) -> None:
-        """Forget every participation."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM participations")
-
     @staticmethod
-    def _write(
-        db: sqlite3.Connection, p: Participation, *, version: int, replace: bool = False
-    ) -> None:
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        db.execute(
-            f"{verb} INTO participations (id, account_id, live_mode, device_id, programme_id, "
-            "current_state, terminal, time_created, scenario, version, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def _rewrite(db: sqlite3.Connection, p: Participation, version: int) -> None:
+        cursor = db.execute(
+            "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, "
+            "next_due_at=?, version=version+1 WHERE id=? AND version=?",
             (
-                p.id,
-                p.account_id,
-                int(p.live_mode),
-                p.device_id,
-                p.programme.id,
                 p.current_state.value,
                 int(p.current_state in TERMINAL),
-                format_time(p.time_created),
                 p.scenario,
+                _encode(p),
+                next_due_at(p),
+                p.id,
                 version,
-                json.dumps(p.to_json()),
             ),
         )
+        if cursor.rowcount != 1:  # pragma: no cover - only with another process writing
+            raise RuntimeError(f"{p.id} changed during the update")
+
+    def advance_due(self, namespace: Namespace, now: datetime) -> int:
+        """The autopilot: apply every move due at or before `now` in the namespace.
+
+        Each move happens at its scheduled time (`mock_server.scenarios.advance`). Only rows
+        whose indexed `next_due_at` has passed are read, so a request with nothing due costs one
+        index probe. Returns how many participations moved.
+        """
+        key = (namespace.account_id, int(namespace.live_mode), format_time(now))
+        with self._lock:
+            probe = self._db.execute(
+                "SELECT 1 FROM participations WHERE account_id=? AND live_mode=? "
+                "AND next_due_at IS NOT NULL AND next_due_at<=? LIMIT 1",
+                key,
+            ).fetchone()
+            if probe is None:
+                return 0
+            with self._transaction() as db:
+                rows = db.execute(
+                    f"SELECT {_COLUMNS}, version FROM participations WHERE account_id=? "
+                    "AND live_mode=? AND next_due_at IS NOT NULL AND next_due_at<=?",
+                    key,
+                ).fetchall()
+                for row in rows:
+                    current = _row_to_participation(row)
+                    try:
+                        moved = advance(current, now)
+                    except LifecycleError:  # pragma: no cover - a scenario bug: stop, never 500
+                        log.exception("autopilot could not advance %s", current.id)
+                        db.execute(
+                            "UPDATE participations SET next_due_at=NULL WHERE id=?", (current.id,)
+                        )
+                        continue
+                    self._rewrite(db, moved, row[2])
+            return len(rows)
+
+    def load(
+        self,
+        participations: Iterable[Participation],
+        *,
+        encode: Callable[[Participation], str] = _encode,
+        replace: bool = True,
+    ) -> int:
+        """Insert participations as they are (a world, a fixture), in one transaction.
+
+        `replace` overwrites rows with the same id; without it an id that exists is an error.
+        `encode` turns a participation into its stored JSON (a world loader passes a faster one).
+        """
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        rows = (_row_values(p, encode(p), 1) for p in participations)
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany(f"{verb} INTO participations {_INSERT_COLUMNS}", rows)
+            return db.total_changes - before
+
+    def reset(self) -> None:
+        """Forget every participation and every namespace's clock."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM participations")
+            db.execute("DELETE FROM sandbox_clocks")
+
+    def replace_namespace(
+        self,
+        namespace: Namespace,
+        participations: Iterable[Participation],
+        *,
+        encode: Callable[[Participation], str] = _encode,
+    ) -> tuple[int, int]:
+        """Delete the namespace's participations and insert these, atomically: (deleted, added)."""
+        key = (namespace.account_id, int(namespace.live_mode))
+        rows = (_row_values(p, encode(p), 1) for p in participations)
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM participations WHERE account_id=? AND live_mode=?", key
+            ).rowcount
+            before = db.total_changes
+            db.executemany(f"INSERT INTO participations {_INSERT_COLUMNS}", rows)
+            return deleted, db.total_changes - before
+
+    def delete_namespace(self, namespace: Namespace) -> int:
+        """Forget the namespace's participations (not its clock); returns how many."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM participations WHERE account_id=? AND live_mode=?",
+                (namespace.account_id, int(namespace.live_mode)),
+            )
+            return cursor.rowcount
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, p: Participation, *, version: int) -> None:
+        values = _row_values(p, _encode(p), version)
+        db.execute(f"INSERT INTO participations {_INSERT_COLUMNS}", values)
+
+    # -- sandbox clocks ------------------------------------------------------------------------
+
+    def clock_state(self, namespace: Namespace) -> ClockState | None:
+        """The namespace's stored clock, or None while it follows real time untouched."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT offset_us, frozen_at, autopilot FROM sandbox_clocks "
+                "WHERE account_id=? AND live_mode=?",
+                (namespace.account_id, int(namespace.live_mode)),
+            ).fetchone()
+        if row is None:
+            return None
+        return ClockState(
+            offset=timedelta(microseconds=row[0]),
+            frozen_at=None if row[1] is None else datetime.fromisoformat(row[1]),
+            autopilot=bool(row[2]),
+        )
+
+    def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
+        """Store the namespace's clock (None: forget it, back to real time)."""
+        key = (namespace.account_id, int(namespace.live_mode))
+        with self._transaction() as db:
+            if state is None:
+                db.execute("DELETE FROM sandbox_clocks WHERE account_id=? AND live_mode=?", key)
+                return
+            offset_us = state.offset // timedelta(microseconds=1)
+            frozen = None if state.frozen_at is None else state.frozen_at.isoformat()
+            db.execute(
+                "INSERT OR REPLACE INTO sandbox_clocks "
+                "(account_id, live_mode, offset_us, frozen_at, autopilot) VALUES (?, ?, ?, ?, ?)",
+                (*key, offset_us, frozen, int(state.autopilot)),
+            )
 
     # -- reads ---------------------------------------------------------------------------------
 

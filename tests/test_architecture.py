@@ -38,6 +38,21 @@ def test_lifecycle_is_pure() -> None:
     assert "datetime.now" not in path.read_text() and "utcnow" not in path.read_text()
 
 
+def test_scenarios_are_pure_domain_over_the_lifecycle() -> None:
+    path = ROOT / "mock_server" / "scenarios.py"
+    imported = _imports(path)
+    assert not _top(imported) & (WEB | IO_AND_CLOCK | {"fixtures", "contract_tests"})
+    assert {n for n in imported if n.startswith("mock_server")} <= {"mock_server.lifecycle"}
+    assert "datetime.now" not in path.read_text() and "utcnow" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", _modules("mock_server"), ids=lambda p: p.name)
+def test_only_the_world_loader_imports_fixtures(path: Path) -> None:
+    if path.name == "worlds.py":
+        return
+    assert "fixtures" not in _top(_imports(path)), f"{path} imports fixtures"
+
+
 @pytest.mark.parametrize("path", _modules("contract_tests"), ids=lambda p: p.name)
 def test_contract_tests_never_import_the_mock(path: Path) -> None:
     assert "mock_server" not in _top(_imports(path)), f"{path} imports mock_server"
@@ -48,6 +63,7 @@ def test_fixtures_use_only_the_domain(path: Path) -> None:
     imported = _imports(path)
     web_side = {n for n in imported if n.startswith("mock_server.")} - {
         "mock_server.lifecycle",
+        "mock_server.scenarios",
         "mock_server.settings",
     }
     assert not web_side, f"{path} imports the mock's web layer: {web_side}"

@@ -1,0 +1,131 @@
+"""The sandbox control API (`openapi/sandbox-control.yaml`): clock, autopilot, reset, worlds.
+
+Thin adapters like `handlers.py`; every call touches only the token's namespace.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from mock_server.clock import ClockBackwards, Namespace, SandboxClock
+from mock_server.errors import ApiError
+from mock_server.handlers import AppState, Result
+from mock_server.lifecycle import format_time, parse_time
+from mock_server.worlds import load_into, open_world, register
+
+__all__ = ["Control", "parse_duration"]
+
+_DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_LOAD_SIZE = 1000  # the `load` world through the API, unless `size` says otherwise
+
+
+def parse_duration(value: str | int) -> timedelta:
+    """`P7D`, `P1W`, `PT36H`, `P1DT2H30M` (weeks to seconds) or whole seconds, to a timedelta."""
+    if isinstance(value, int):
+        return timedelta(seconds=value)
+    match = _DURATION.match(value)
+    if match is None or value in ("P", "PT") or value.endswith("T"):
+        raise ApiError(
+            "invalid_request_body",
+            f"advance {value!r} is not a duration: send an ISO 8601 duration in weeks, days, "
+            "hours, minutes and seconds (P7D, P1W, PT36H, P1DT2H30M) or a number of seconds.",
+        )
+    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _namespace(token_info: dict[str, Any]) -> Namespace:
+    return Namespace(str(token_info["account_id"]), bool(token_info["live_mode"]))
+
+
+class Control:
+    """One method per operationId of the control API (snake_case), bound to the app's state."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    @property
+    def clock(self) -> SandboxClock:
+        clock = self.state.clock
+        if not isinstance(clock, SandboxClock):  # pragma: no cover - a test swapped the clock
+            raise ApiError("internal_error", "This app runs on a fixed clock without controls.")
+        return clock
+
+    def _clock_json(self, ns: Namespace) -> dict[str, Any]:
+        return {
+            "object": "sandbox_clock",
+            "account_id": ns.account_id,
+            "live_mode": ns.live_mode,
+            "now": format_time(self.clock.now(ns)),
+            "frozen": self.clock.is_frozen(ns),
+            "autopilot": self.state.autopilot_on(ns),
+        }
+
+    async def retrieve_sandbox_clock(self, token_info: dict[str, Any]) -> Result:
+        ns = _namespace(token_info)
+        return self._clock_json(ns), 200
+
+    async def update_sandbox_clock(
+        self, body: dict[str, Any], token_info: dict[str, Any]
+    ) -> Result:
+        ns = _namespace(token_info)
+        if "advance" in body and "set" in body:
+            raise ApiError(
+                "invalid_request_body",
+                "Send advance (a duration) or set (an instant), not both.",
+            )
+        if body.get("autopilot") is True and not self.state.settings.autopilot:
+            raise ApiError(
+                "autopilot_unavailable",
+                "The server runs with --no-autopilot (VPP_AUTOPILOT=0), so the autopilot cannot "
+                "be switched on for a namespace. Restart the server without it.",
+            )
+        clock = self.clock
+        try:
+            if "advance" in body:
+                clock.advance(ns, parse_duration(body["advance"]))
+            elif "set" in body:
+                clock.set(ns, parse_time(body["set"]))
+        except ClockBackwards as exc:
+            raise ApiError("clock_cannot_go_back", exc.message) from None
+        except OverflowError:
+            raise ApiError(
+                "invalid_request_body",
+                "That moves the clock beyond the year 9999; advance by less.",
+            ) from None
+        # Steps that fell due while the clock moved happen now, each at its scheduled time.
+        self.state.catch_up(ns)
+        if "freeze" in body:
+            clock.freeze(ns, bool(body["freeze"]))
+        if "autopilot" in body:
+            clock.set_autopilot(ns, bool(body["autopilot"]))
+            self.state.catch_up(ns)
+        return self._clock_json(ns), 200
+
+    async def reset_sandbox(self, token_info: dict[str, Any]) -> Result:
+        ns = _namespace(token_info)
+        deleted = self.state.store.delete_namespace(ns)
+        self.clock.reset(ns)
+        return {"object": "sandbox_reset", "deleted": deleted, "clock": self._clock_json(ns)}, 200
+
+    async def load_sandbox_world(self, body: dict[str, Any], token_info: dict[str, Any]) -> Result:
+        ns = _namespace(token_info)
+        name, seed = body["world"], int(body.get("seed", 0))
+        size = body.get("size")
+        if name == "load" and size is None:
+            size = _LOAD_SIZE
+        world = open_world(name, seed, size)
+        loaded = load_into(self.state.store, self.clock, world, ns)
+        register(world, self.state.catalog)
+        answer = {
+            "object": "sandbox_world",
+            "world": name,
+            "seed": seed,
+            "deleted": loaded.deleted,
+            "loaded": loaded.loaded,
+            "skipped_other_mode": loaded.skipped_other_mode,
+            "clock": self._clock_json(ns),
+        }
+        return answer, 200
