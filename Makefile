@@ -16,8 +16,10 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# `make run` serves the demo world (loaded once, into an empty store); WORLD= for another.
+WORLD ?= demo
 run: $(STAMP)
-	$(BIN)/vpp-sandbox serve
+	$(BIN)/vpp-sandbox serve --world $(WORLD)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

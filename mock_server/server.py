@@ -20,6 +20,8 @@ def banner(settings: Settings) -> str:
         f"  Swagger UI:  {base}/ui/",
         f"  Spec:        {base}/openapi.json",
         f"  Data:        {settings.db}",
+        f"  Sandbox:     {base}/_sandbox/clock (time, autopilot, reset, worlds; "
+        f"UI at {base}/_sandbox/ui/)",
         "  Accounts (GET /login with HTTP Basic ACCOUNT_ID:API_KEY):",
     ]
     for account in settings.accounts:
@@ -37,11 +39,28 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     import uvicorn
 
     from mock_server.app import create_app
+    from mock_server.catalog import Catalog
+    from mock_server.clock import SandboxClock
     from mock_server.store import Store
+    from mock_server.worlds import prepare
 
+    out = out or sys.stdout
     store = Store(settings.db)
-    app = create_app(settings, store)
-    print(banner(settings), file=out or sys.stdout, flush=True)
+    clock = SandboxClock(store)
+    catalog = Catalog()
+    try:
+        settings, note = prepare(settings, store, clock, catalog)
+    except ValueError as exc:
+        print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    app = create_app(settings, store, clock=clock, catalog=catalog)
+    print(banner(settings), file=out, flush=True)
+    if note:
+        print(f"  {note}", file=out, flush=True)
+    if not settings.autopilot:
+        print("  Autopilot:   off (--no-autopilot): participations move only through the API",
+              file=out, flush=True)
     try:
         uvicorn.run(
             app,

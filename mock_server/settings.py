@@ -48,6 +48,7 @@ class Settings:
     accounts: tuple[Account, ...] = DEFAULT_ACCOUNT
     world: str | None = None
     seed: int = 0
+    size: int | None = None
     autopilot: bool = True
     jwt_secret: str = "vpp-sandbox-local-signing-secret"
     token_ttl: int = 3600
@@ -74,6 +75,8 @@ class Settings:
             values["world"] = env["VPP_WORLD"]
         if "VPP_SEED" in env:
             values["seed"] = int(env["VPP_SEED"])
+        if env.get("VPP_SIZE"):
+            values["size"] = int(env["VPP_SIZE"])
         if "VPP_AUTOPILOT" in env:
             off = ("0", "false", "no", "off")
             values["autopilot"] = env["VPP_AUTOPILOT"].strip().lower() not in off

@@ -145,14 +145,15 @@ def next_due_at(p: Participation) -> str | None:
 
 
 def _row_values(p: Participation, body: str, version: int) -> tuple[Any, ...]:
+    state = p.current_state
     return (
         p.id,
         p.account_id,
         int(p.live_mode),
         p.device_id,
         p.programme.id,
-        p.current_state.value,
-        int(p.current_state in TERMINAL),
+        state.value,
+        int(state in TERMINAL),
         format_time(p.time_created),
         p.scenario,
         version,
@@ -178,6 +179,9 @@ class Store:
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         if path != ":memory:":
+            # 8 KiB pages hold three participations each, not one (bodies are ~2.3 KB): a
+            # third less to write in a bulk load. Only takes effect on a new file.
+            self._db.execute("PRAGMA page_size=8192")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -319,10 +323,25 @@ class Store:
         `encode` turns a participation into its stored JSON (a world loader passes a faster one).
         """
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        rows = (_row_values(p, encode(p), 1) for p in participations)
+        # In id order, the primary key index grows at its end instead of splitting pages.
+        rows = sorted(_row_values(p, encode(p), 1) for p in participations)
         with self._transaction() as db:
             before = db.total_changes
+            empty = db.execute("SELECT 1 FROM participations LIMIT 1").fetchone() is None
+            indexes = db.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type='index' "
+                "AND tbl_name='participations' AND sql IS NOT NULL"
+            ).fetchall()
+            # A bulk load into an empty table: building the indexes once at the end is about
+            # twice as fast as keeping them up to date row by row.
+            rebuild = empty and len(rows) > 1000
+            if rebuild:
+                for name, _ in indexes:
+                    db.execute(f"DROP INDEX {name}")
             db.executemany(f"{verb} INTO participations {_INSERT_COLUMNS}", rows)
+            if rebuild:
+                for _, sql in indexes:
+                    db.execute(sql)
             return db.total_changes - before
 
     def reset(self) -> None:

@@ -39,8 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="an account and key (repeatable; sk_test_ or sk_live_ keys). "
         "Default: the sandbox account printed at start-up",
     )
-    serve.add_argument("--world", help="load a named world into an empty store (env VPP_WORLD)")
+    serve.add_argument(
+        "--world",
+        metavar="NAME|FILE.json",
+        help="load a world (demo, edge-cases, load, or a JSON file from `vpp-sandbox fixtures`) "
+        "into an empty store; its accounts can log in too (env VPP_WORLD)",
+    )
     serve.add_argument("--seed", type=int, help="seed of the world (env VPP_SEED)")
+    serve.add_argument(
+        "--size", type=int, help="participations of the load world (env VPP_SIZE)"
+    )
     serve.add_argument(
         "--no-autopilot",
         dest="autopilot",
@@ -83,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             accounts=tuple(args.account) if args.account else None,
             world=args.world,
             seed=args.seed,
+            size=args.size,
             autopilot=args.autopilot,
         )
         return serve(settings)
