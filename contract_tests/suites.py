@@ -101,6 +101,16 @@ def run_cross_request(session: Session, options: Options) -> SuiteResult:
             answer = session.update(pid, records)
             states = "+".join(str(r["state"]) for r in records)
             _expect(session, answer, (status,), "12", f"update to {states}")
+            first = records[0]
+            restoring = first["state"] == "SUSPENDED" and "suspension_reasons" not in first
+            reasons = _obj(answer).get("suspension_reasons")
+            held = ["CUSTOMER_REQUEST", "OPERATOR_REQUEST"]
+            if restoring and answer.status == 200 and sorted(reasons or []) != held:
+                session.fail(
+                    f"rule §6 (cancel_restores_reasons): participation {pid}: cancelling the "
+                    f"leave request gave reasons {reasons}, not the ones held before",
+                    answer,
+                )
             _read_back(session, pid, device)
         # A terminal participation frees the device for a new enrolment.
         again = session.create(device_id=device, programme_id=p["programme"]["id"])
