@@ -1,0 +1,109 @@
+"""The control API's own spec: valid, its examples valid, served apart from the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate as validate_spec
+from sandbox_client import make_sandbox
+
+from mock_server.app import CONTROL_SPEC_PATH, SPEC_PATH
+from mock_server.errors import CATALOGUE, CONTEXTS
+
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(CONTROL_SPEC_PATH.read_text())
+    return loaded
+
+
+def _resolve(spec: dict[str, Any], node: Any) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: Any = spec
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            return _resolve(spec, target)
+        return {k: _resolve(spec, v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(spec, v) for v in node]
+    return node
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, item[method])
+        for path, item in spec["paths"].items()
+        for method in METHODS
+        if method in item
+    ]
+
+
+def test_the_control_spec_is_valid_openapi_3_0_3(spec: dict[str, Any]) -> None:
+    assert spec["openapi"] == "3.0.3"
+    validate_spec(spec)
+    assert spec["servers"][0]["url"].endswith("/_sandbox")
+
+
+def test_every_operation_is_named_authenticated_and_has_an_error_context(
+    spec: dict[str, Any],
+) -> None:
+    for path, method, op in _operations(spec):
+        assert op["operationId"] in CONTEXTS, f"{method} {path}"
+        assert "401" in op["responses"]
+        assert spec["security"] == [{"bearerAuth": []}] and "security" not in op
+
+
+def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[str, Any]) -> None:
+    contract = yaml.safe_load(SPEC_PATH.read_text())
+    ours = spec["components"]["schemas"]["Error"]
+    theirs = contract["components"]["schemas"]["Error"]
+    assert ours["required"] == theirs["required"]
+    assert set(ours["properties"]) == set(theirs["properties"])
+    for code in ("clock_cannot_go_back", "autopilot_unavailable"):
+        assert code in CATALOGUE and code in ours["properties"]["code"]["description"]
+
+
+def test_every_example_validates(spec: dict[str, Any]) -> None:
+    checked = 0
+    for _, _, op in _operations(spec):
+        bodies = [op.get("requestBody", {}).get("content", {})]
+        bodies += [_resolve(spec, r).get("content", {}) for r in op["responses"].values()]
+        for content in bodies:
+            for media in content.values():
+                schema = _resolve(spec, media["schema"])
+                examples = [e["value"] for e in media.get("examples", {}).values()]
+                examples += [media["example"]] if "example" in media else []
+                for example in examples:
+                    OAS30Validator(schema).validate(example)
+                    checked += 1
+    assert checked >= 8
+
+
+def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
+    text = SPEC_PATH.read_text()
+    assert "_sandbox" not in text
+    client = make_sandbox().client
+    served = client.get("/openapi.json").json()
+    assert not [p for p in served["paths"] if "sandbox" in p]
+    control = client.get("/_sandbox/openapi.json").json()
+    assert set(control["paths"]) == {"/clock", "/reset", "/world"}
+    assert client.get("/_sandbox/ui/").status_code == 200
+
+
+def test_control_errors_use_the_error_object_and_their_own_contexts() -> None:
+    sb = make_sandbox()
+    r = sb.client.get("/_sandbox/clock")
+    assert r.status_code == 401 and r.json()["context"] == "sandbox.clock_retrieve"
+    r = sb.client.delete("/_sandbox/clock", headers=sb.headers())
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST, HEAD"
+    r = sb.client.post("/_sandbox/clock", content=b"{", headers={
+        **sb.headers(), "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["object"] == "error"
+    r = sb.client.get("/_sandbox/nothing", headers=sb.headers())
+    assert r.status_code == 404 and r.json()["code"] == "route_not_found"

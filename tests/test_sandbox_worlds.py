@@ -1,0 +1,187 @@
+"""Worlds in the sandbox: `serve --world` loads into an empty store only; POST /_sandbox/world."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from fixture_checks import check_participation
+from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
+from sandbox_time import START, RealTime, parse, timed_sandbox
+
+from fixtures.worlds import build
+from mock_server.app import create_app
+from mock_server.catalog import Catalog
+from mock_server.clock import Namespace, SandboxClock
+from mock_server.lifecycle import format_time, new_participation
+from mock_server.settings import DEFAULT_ACCOUNT, Settings
+from mock_server.store import Store
+from mock_server.worlds import prepare
+from vpp_sandbox.cli import build_parser
+
+DEMO = build("demo")
+
+
+def _serve(db: str, world: str = "demo", **settings: object) -> tuple[Sandbox, str]:
+    """What `vpp-sandbox serve --world` does before uvicorn starts, in-process."""
+    base = Settings(db=db, world=world, **settings)  # type: ignore[arg-type]
+    store = Store(db)
+    clock = SandboxClock(store, RealTime())
+    catalog = Catalog()
+    ready, note = prepare(base, store, clock, catalog)
+    app = create_app(ready, store, clock=clock, catalog=catalog)
+    return Sandbox(ready, store, app, app.test_client()), note
+
+
+def test_serve_world_loads_every_namespace_shifted_to_the_clock(tmp_path: Path) -> None:
+    sb, note = _serve(str(tmp_path / "s.db"))
+    assert "44 participations loaded" in note
+    assert sb.store.count() == len(DEMO.participations)
+    # World accounts log in beside the default one; each sees its own share, as in the world.
+    assert set(DEFAULT_ACCOUNT) <= set(sb.settings.accounts)
+    delta = START - DEMO.now
+    for account in DEMO.accounts:
+        for live in (False, True):
+            expected = sorted(
+                (p for _, p in DEMO.participations
+                 if p.account_id == account.account_id and p.live_mode is live),
+                key=lambda p: (p.time_created, p.id),
+                reverse=True,
+            )
+            got = sb.list(account.account_id, live, limit=100).json()["data"]
+            assert [p["id"] for p in got] == [p.id for p in expected]
+            for doc, p in zip(got, expected, strict=True):
+                check_participation(doc, live_mode=live, account_id=account.account_id)
+                assert parse(doc["time_created"]) == p.time_created + delta
+                assert parse(doc["time_updated"]) <= START
+            # Nothing in flight is overdue once loaded.
+            assert sb.store.advance_due(Namespace(account.account_id, live), START) == 0
+    sb.store.close()
+
+
+def test_serve_world_loads_into_an_empty_store_only(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    first, _ = _serve(db)
+    me = DEMO.accounts[0].account_id
+    pid = first.list(me, limit=1).json()["data"][0]["id"]
+    r = first.client.post(
+        f"/vpp-participations/{pid}",
+        json={"participation_state": [{"state": "FAILED", "status": "IN_PROGRESS"}]},
+        headers=first.headers(me),
+    )
+    assert r.status_code in (200, 409)
+    kept = first.get(pid, me).json()
+    first.store.close()
+
+    again, note = _serve(db)
+    assert "not loaded" in note and "44" in note
+    assert again.store.count() == len(DEMO.participations)
+    assert again.get(pid, me).json() == kept
+    # The world's other account still logs in after the restart.
+    other = DEMO.accounts[1]
+    assert again.list(other.account_id).status_code == 200
+    again.store.close()
+
+
+def test_serve_world_from_a_json_file_and_known_ids_take_the_worlds_data(tmp_path: Path) -> None:
+    path = tmp_path / "edge.json"
+    world = build("edge-cases", seed=3)
+    path.write_bytes(world.dumps())
+    sb, note = _serve(str(tmp_path / "s.db"), world=str(path))
+    assert f"{len(world.participations)} participations loaded" in note
+    programme = world.programmes[0]
+    provider = next(p for p in world.providers if p.id == programme.provider_id)
+    me = world.accounts[0].account_id
+    created = sb.create(me, provider_id=provider.id, programme_id=programme.id)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["programme"]["programme_display_name"] == programme.display_name
+    assert body["provider"]["provider_display_name"] == provider.display_name
+    sb.store.close()
+
+
+def test_the_cli_takes_world_seed_and_size() -> None:
+    args = build_parser().parse_args(["serve", "--world", "load", "--seed", "3", "--size", "50"])
+    assert (args.world, args.seed, args.size) == ("load", 3, 50)
+
+
+def test_post_world_replaces_this_namespace_only_and_maps_other_accounts() -> None:
+    ts = timed_sandbox()
+    ts.advance("P3D")
+    theirs = ts.sb.create(account_id=ACCOUNT_B).json()
+    ts.sb.create()
+    r = ts.control("world", world="demo")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    test_share = [p for _, p in DEMO.participations if not p.live_mode]
+    assert body["loaded"] == len(test_share) and body["deleted"] == 1
+    assert body["skipped_other_mode"] == len(DEMO.participations) - len(test_share)
+    got = ts.sb.list(limit=100).json()["data"]
+    assert len(got) == len(test_share)
+    ids = {p["id"] for p in got}
+    world_ids = {p.id for p in test_share}
+    # The default account's own participations keep their world ids; others' get new ones.
+    own = {p.id for p in test_share if p.account_id == ACCOUNT_A}
+    assert own <= ids and not (ids - own) & world_ids
+    now = START + timedelta(days=3)
+    for doc in got:
+        check_participation(doc, live_mode=False, account_id=ACCOUNT_A)
+        assert parse(doc["time_updated"]) <= now
+    assert max(parse(d["time_updated"]) for d in got) == now - (DEMO.now - max(
+        p.time_updated for p in test_share))
+    assert body["clock"]["now"] == format_time(now)
+    # Another account, and this account's live mode, are untouched.
+    assert ts.sb.get(theirs["id"], account_id=ACCOUNT_B).json() == theirs
+    assert ts.sb.list(live=True).json()["data"] == []
+    # The same world into a second account does not collide with the first.
+    r = ts.control("world", account_id=ACCOUNT_B, world="demo")
+    assert r.status_code == 200 and r.json()["loaded"] == len(test_share)
+    assert len(ts.sb.list(limit=100).json()["data"]) == len(test_share)
+
+
+def test_post_world_rejects_unknown_worlds_and_bad_sizes() -> None:
+    ts = timed_sandbox()
+    for body in ({"world": "nope"}, {"world": "load", "size": 100_001}, {}, {"world": "demo",
+                                                                             "extra": 1}):
+        r = ts.sb.client.post("/_sandbox/world", json=body, headers=ts.sb.headers())
+        assert r.status_code == 400, body
+        assert r.json()["code"] == "invalid_request_body"
+        assert r.json()["context"] == "sandbox.world_load"
+    r = ts.control("world", world="load", size=40, seed=2)
+    assert r.status_code == 200 and r.json()["loaded"] + r.json()["skipped_other_mode"] == 40
+
+
+def test_a_store_file_from_before_the_autopilot_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    p = new_participation(
+        id="vpp_" + "1" * 24, account_id=ACCOUNT_A, live_mode=False,
+        device_id="dev_" + "1" * 24, location_id="loc_" + "1" * 24, reference_id=None,
+        provider=Catalog().provider("prv_" + "1" * 24),
+        programme=Catalog().programme("vpr_" + "1" * 24, Catalog().provider("prv_" + "1" * 24)),
+        now=START,
+    )
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE participations (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, "
+        "live_mode INTEGER NOT NULL, device_id TEXT NOT NULL, programme_id TEXT NOT NULL, "
+        "current_state TEXT NOT NULL, terminal INTEGER NOT NULL, time_created TEXT NOT NULL, "
+        "scenario TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL);"
+    )
+    con.execute(
+        "INSERT INTO participations VALUES (?, ?, 0, ?, ?, ?, 0, ?, 'happy', 1, ?)",
+        (p.id, ACCOUNT_A, p.device_id, p.programme.id, p.current_state.value,
+         format_time(p.time_created), json.dumps(p.to_json())),
+    )
+    con.commit()
+    con.close()
+    store = Store(str(db))
+    assert store.advance_due(Namespace(ACCOUNT_A, False), START + timedelta(days=7)) == 1
+    assert store.get(Namespace(ACCOUNT_A, False), p.id).current_state.value == "ACTIVE"
+    store.close()
+
+
+def test_accounts_of_the_sandbox_client_are_not_in_the_demo_world() -> None:
+    # The in-process tests' accounts differ from the world's, so POST /_sandbox/world maps them.
+    assert not {a.account_id for a in ACCOUNTS} & {a.account_id for a in DEMO.accounts}
