@@ -21,6 +21,7 @@ from mock_server.auth import Authenticator, security_map
 from mock_server.catalog import Catalog
 from mock_server.clock import Clock, SandboxClock
 from mock_server.control import Control
+from mock_server.encoding import OrjsonJsonifier
 from mock_server.handlers import AppState, Handlers
 from mock_server.settings import Settings
 from mock_server.store import Store
@@ -97,6 +98,7 @@ def create_app(
         specification_dir=str(SPEC_PATH.parent),
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
+        jsonifier=OrjsonJsonifier(),
     )
     # The control API first: the contract's API is mounted at the root and would take its paths.
     app.add_api(

@@ -11,6 +11,7 @@ from typing import Any
 from mock_server.auth import Authenticator
 from mock_server.catalog import Catalog
 from mock_server.clock import Clock, Namespace, SandboxClock
+from mock_server.encoding import Stored, stored
 from mock_server.errors import ApiError
 from mock_server.lifecycle import apply_update, new_participation, parse_records
 from mock_server.scenarios import scenario_for_device
@@ -19,7 +20,9 @@ from mock_server.store import Store
 
 __all__ = ["AppState", "Handlers", "new_participation_id"]
 
-Result = tuple[dict[str, Any], int] | tuple[dict[str, Any], int, dict[str, str]]
+# A body is a dict, or stored JSON passed through as it is (reads).
+Body = dict[str, Any] | Stored
+Result = tuple[Body, int] | tuple[Body, int, dict[str, str]]
 
 
 def new_participation_id() -> str:
@@ -108,7 +111,7 @@ class Handlers:
             )
         ns = _namespace(token_info)
         self.state.catch_up(ns)
-        page = self.state.store.list(
+        items, has_more = self.state.store.list_json(
             ns,
             limit=limit,
             starting_after=starting_after,
@@ -118,8 +121,8 @@ class Handlers:
         body = {
             "object": "list",
             "url": "/vpp-participations",
-            "has_more": page.has_more,
-            "data": [p.to_json() for p in page.items],
+            "has_more": has_more,
+            "data": [stored(item) for item in items],
         }
         return body, 200
 
@@ -128,8 +131,7 @@ class Handlers:
     ) -> Result:
         ns = _namespace(token_info)
         self.state.catch_up(ns)
-        participation = self.state.store.get(ns, participation_id)
-        return participation.to_json(), 200
+        return stored(self.state.store.get_json(ns, participation_id)), 200
 
     async def update_vpp_participation(
         self, participation_id: str, body: dict[str, Any], token_info: dict[str, Any]

@@ -12,6 +12,7 @@ rows that are due, never the whole table. Each namespace's sandbox clock is kept
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import sqlite3
@@ -418,15 +419,26 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, namespace: Namespace, participation_id: str) -> Participation:
+        return _row_to_participation(self._get_row(namespace, participation_id))
+
+    def get_json(self, namespace: Namespace, participation_id: str) -> str:
+        """The participation's API object as stored JSON text (`get(...).to_json()`, encoded).
+
+        Reads answer with this text as it is: the body column is written from `to_json()` (or
+        the world's equal document) on every write, so decoding and encoding again is waste.
+        """
+        return str(self._get_row(namespace, participation_id)[0])
+
+    def _get_row(self, namespace: Namespace, participation_id: str) -> tuple[Any, ...]:
         with self._lock:
-            row = self._db.execute(
+            row: tuple[Any, ...] | None = self._db.execute(
                 f"SELECT {_COLUMNS} FROM participations WHERE id=? AND account_id=? "
                 "AND live_mode=?",
                 (participation_id, namespace.account_id, int(namespace.live_mode)),
             ).fetchone()
         if row is None:
             raise ParticipationNotFound(namespace, participation_id)
-        return _row_to_participation(row)
+        return row
 
     def all(self) -> list[Participation]:
         """Every participation of every namespace, oldest first (for worlds and autopilots)."""
@@ -446,6 +458,34 @@ class Store:
         device_id: str | None = None,
     ) -> Page:
         """A page newest first by (time_created, id); keyset cursors keep it stable."""
+        rows, has_more = self._page_rows(
+            namespace, limit, starting_after, ending_before, device_id
+        )
+        return Page([_row_to_participation(r) for r in rows], has_more)
+
+    def list_json(
+        self,
+        namespace: Namespace,
+        *,
+        limit: int = 30,
+        starting_after: str | None = None,
+        ending_before: str | None = None,
+        device_id: str | None = None,
+    ) -> tuple[builtins.list[str], bool]:
+        """`list`, each item as its stored JSON text (see `get_json`), and `has_more`."""
+        rows, has_more = self._page_rows(
+            namespace, limit, starting_after, ending_before, device_id
+        )
+        return [str(r[0]) for r in rows], has_more
+
+    def _page_rows(
+        self,
+        namespace: Namespace,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None,
+        device_id: str | None,
+    ) -> tuple[builtins.list[Any], bool]:
         if starting_after is not None and ending_before is not None:
             raise ValueError("starting_after and ending_before are exclusive")
         where = ["account_id=?", "live_mode=?"]
@@ -478,7 +518,7 @@ class Store:
         rows = rows[:limit]
         if backward:
             rows.reverse()
-        return Page([_row_to_participation(r) for r in rows], has_more)
+        return rows, has_more
 
     def count(self) -> int:
         with self._lock:

@@ -332,6 +332,12 @@ class LeakyStore(Store):
                     return p
             raise
 
+    def get_json(self, namespace: Any, participation_id: str) -> str:
+        try:
+            return super().get_json(namespace, participation_id)
+        except ParticipationNotFound:
+            return json.dumps(self.get(namespace, participation_id).to_json())
+
 
 class RepeatingStore(Store):
     """Off-by-one cursor: the next page starts with the cursor item again."""
@@ -343,6 +349,14 @@ class RepeatingStore(Store):
             return page
         again = super().get(namespace, cursor)
         return Page([again, *page.items][: kwargs.get("limit", 30)], page.has_more)
+
+    def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
+        items, has_more = super().list_json(namespace, **kwargs)
+        cursor = kwargs.get("starting_after")
+        if cursor is None:
+            return items, has_more
+        again = super().get_json(namespace, cursor)
+        return [again, *items][: kwargs.get("limit", 30)], has_more
 
 
 # -- the table: name -> (how to build it, rule number, check that must name it) ----------------

@@ -274,6 +274,8 @@ class BrokenStore(Store):
     def get(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
+    get_json = get
+
 
 def test_unexpected_exception_is_a_500_error_object() -> None:
     settings = Settings(db=":memory:")
