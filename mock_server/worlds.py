@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -21,7 +22,8 @@ from fixtures.generator import shift
 from fixtures.worlds import WORLDS, World, build, participation_document
 from mock_server.catalog import Catalog
 from mock_server.clock import Clock, Namespace
-from mock_server.lifecycle import Participation
+from mock_server.lifecycle import TERMINAL, Participation, State, format_time
+from mock_server.scenarios import next_step
 from mock_server.settings import Account, Settings
 from mock_server.store import Store
 
@@ -35,6 +37,7 @@ __all__ = [
     "open_world",
     "prepare",
     "register",
+    "shifted_row",
 ]
 
 WORLD_NAMES = tuple(WORLDS)
@@ -82,19 +85,52 @@ def _delta(world: World, clock: Clock, namespace: Namespace) -> timedelta:
     return clock.now(namespace).replace(microsecond=0) - world.now
 
 
+def shifted_row(p: Participation, delta: timedelta) -> tuple[Any, ...]:
+    """`row_of(shift(p, delta), encode(...))` without building the moved participation.
+
+    A translation in time changes nothing but the times, so the document and the autopilot's
+    next step are those of `p` with `delta` added: a third of the work for a big world.
+    """
+    doc = participation_document(p)
+    for entry in doc["participation_state"]:
+        if "occurred_at" in entry:
+            entry["occurred_at"] += delta
+        if "expected_at" in entry:
+            entry["expected_at"] += delta
+    created = p.time_created + delta
+    doc["time_created"] = created
+    doc["time_updated"] = p.time_updated + delta
+    state: State = doc["current_state"]
+    due = next_step(p)
+    return (
+        p.id,
+        p.account_id,
+        int(p.live_mode),
+        p.device_id,
+        p.programme.id,
+        state.value,
+        int(state in TERMINAL),
+        format_time(created),
+        p.scenario,
+        1,
+        orjson.dumps(doc, option=_ORJSON).decode(),
+        None if due is None else format_time(due.at + delta),
+    )
+
+
 def load_all(store: Store, clock: Clock, world: World) -> int:
     """Every participation of the world, as it is, each namespace's share moved to its clock."""
     deltas: dict[Namespace, timedelta] = {}
 
-    def moved() -> Iterator[Participation]:
+    def rows() -> Iterator[tuple[Any, ...]]:
         for _, p in world.participations:
             ns = Namespace(p.account_id, p.live_mode)
             delta = deltas.get(ns)
             if delta is None:
                 delta = deltas[ns] = _delta(world, clock, ns)
-            yield shift(p, delta)
+            yield shifted_row(p, delta)
 
-    return store.load(moved(), encode=encode, replace=False)
+    return store.load_rows(rows(), replace=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,14 +18,15 @@ from fixture_checks import check_participation
 from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
 from sandbox_time import START, RealTime, parse, timed_sandbox
 
+from fixtures.generator import shift
 from fixtures.worlds import build
 from mock_server.app import create_app
 from mock_server.catalog import Catalog
 from mock_server.clock import Namespace, SandboxClock
 from mock_server.lifecycle import format_time, new_participation
 from mock_server.settings import DEFAULT_ACCOUNT, Settings
-from mock_server.store import Store
-from mock_server.worlds import prepare
+from mock_server.store import Store, row_of
+from mock_server.worlds import prepare, shifted_row
 from vpp_sandbox.cli import build_parser
 
 DEMO = build("demo")
@@ -235,3 +236,14 @@ def test_vpp_sandbox_serve_world_over_http(tmp_path: Path) -> None:
             proc.terminate()
             out, _ = proc.communicate(timeout=10)
     assert "World demo (seed 0): 44 participations loaded" in out
+
+
+@pytest.mark.parametrize("name", ["demo", "edge-cases"])
+def test_the_fast_world_rows_equal_shifting_then_storing(name: str) -> None:
+    world = build(name, seed=1)
+    delta = timedelta(days=24, hours=9, seconds=7)
+    for _, p in world.participations:
+        moved = shift(p, delta)
+        fast = shifted_row(p, delta)
+        assert fast[:10] + fast[11:] == row_of(moved, "")[:10] + row_of(moved, "")[11:]
+        assert json.loads(fast[10]) == moved.to_json()
