@@ -263,3 +263,33 @@ def test_only_due_rows_are_touched() -> None:
                              "account_id=? AND live_mode=? AND next_due_at IS NOT NULL "
                              "AND next_due_at<=? LIMIT 1", (ACCOUNT_A, 0, "x")).fetchall()
     assert "participations_due" in str(plan)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("P7D", timedelta(days=7)),
+        ("P1W", timedelta(weeks=1)),
+        ("PT36H", timedelta(hours=36)),
+        ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
+        ("PT90S", timedelta(seconds=90)),
+        (604800, timedelta(days=7)),
+        (0, timedelta(0)),
+    ],
+)
+def test_durations(text: str | int, expected: timedelta) -> None:
+    from mock_server.control import parse_duration
+
+    assert parse_duration(text) == expected
+    ts = timed_sandbox()
+    assert ts.advance(text)["now"] == format_time(START + expected)
+
+
+def test_set_takes_any_offset_and_fractions_and_moves_a_frozen_clock() -> None:
+    ts = timed_sandbox()
+    ts.clock(freeze=True)
+    r = ts.clock(set="2026-11-03T10:00:00.750+01:00")
+    assert r.status_code == 200 and r.json()["now"] == "2026-11-03T09:00:00Z"
+    assert r.json()["frozen"] is True
+    ts.real.pass_(days=3)
+    assert ts.clock().json()["now"] == "2026-11-03T09:00:00Z"
