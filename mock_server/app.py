@@ -16,7 +16,7 @@ from connexion.resolver import Resolver
 from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
-from mock_server import errors
+from mock_server import errors, speedups
 from mock_server.auth import Authenticator, security_map
 from mock_server.catalog import Catalog
 from mock_server.clock import Clock, SandboxClock
@@ -76,6 +76,7 @@ def create_app(
     Two APIs on one app: the contract at the root, and the sandbox control API under
     /_sandbox (its own spec, Swagger UI at /_sandbox/ui/), with the same auth and errors.
     """
+    speedups.install()
     store = store if store is not None else Store(settings.db)
     state = AppState(
         settings=settings,

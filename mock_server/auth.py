@@ -20,6 +20,7 @@ from mock_server.settings import Account, Settings
 __all__ = ["ISSUER", "Authenticator", "security_map"]
 
 ISSUER = "FlatPeakAPI"
+_VERIFIED_MAX = 4096
 _LOGIN_HINT = "Get a token from GET /login with HTTP Basic: your account id and API key."
 
 
@@ -32,6 +33,9 @@ class Authenticator:
         self._accounts = settings.accounts
         self._account_ids = frozenset(a.account_id for a in settings.accounts)
         self._clock = clock
+        # Tokens already verified, with their claims: a client sends the same token on every
+        # request, and HMAC plus claim checks cost more than the rest of a retrieve's own work.
+        self._verified: dict[str, dict[str, Any]] = {}
 
     # -- login -----------------------------------------------------------------------------
 
@@ -70,6 +74,19 @@ class Authenticator:
 
     def verify(self, token: str) -> dict[str, Any]:
         """Token claims (`account_id`, `live_mode`, `sub`), or a 401 with the reason."""
+        known = self._verified.get(token)
+        if known is not None:
+            # PyJWT's own time rule: valid from nbf, expired at exp (real time, as jwt.decode).
+            if known["nbf"] <= time.time() < known["exp"]:
+                return dict(known)
+            del self._verified[token]  # expired now: the full check says so, with the time
+        claims = self._verify(token)
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

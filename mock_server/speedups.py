@@ -1,0 +1,65 @@
+"""Per-request work Connexion 3.3 repeats that can be done once; same behaviour, less time.
+
+Connexion decorates the handler again on every request (`AsyncOperation.fn` is a property that
+builds a `StarletteDecorator`, whose wrapper calls `decorate()`, which inspects the handler's
+signature) and turns every argument name into its Python form with three regular expressions
+per request. Both depend only on the operation, so they are done once here. The patches are
+written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
+patched and Connexion behaves (and costs) as it ships.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+from connexion.apps.asynchronous import AsyncOperation
+from connexion.context import receive, scope
+from connexion.decorators import main as decorators_main
+from connexion.decorators import parameter as decorators_parameter
+
+__all__ = ["install"]
+
+PATCHED_VERSION = "3.3.0"
+_installed = False
+
+
+def install() -> bool:
+    """Apply the patches once per process; False if Connexion is not the version they fit."""
+    global _installed
+    if _installed:
+        return True
+    if version("connexion") != PATCHED_VERSION:
+        return False
+    decorated_fn = AsyncOperation.fn.fget
+
+    def fn_once(self: AsyncOperation) -> Callable[..., Any]:
+        # `fn` depends on the handler, pythonic_params and the jsonifier: all fixed per operation.
+        cached: Callable[..., Any] | None = self.__dict__.get("_vpp_fn")
+        if cached is None:
+            cached = self.__dict__["_vpp_fn"] = decorated_fn(self)
+        return cached
+
+    def asgi_call(self: Any, function: Callable[..., Any]) -> Callable[..., Any]:
+        # ASGIDecorator.__call__ with `decorate` moved out of the per-request wrapper; the
+        # request still comes from the request's own context (scope, receive).
+        decorated = self.decorate(function)
+
+        @functools.wraps(function)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = self.framework.get_request(
+                uri_parser=self.uri_parser, scope=scope, receive=receive
+            )
+            return await decorated(request)
+
+        return wrapper
+
+    AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]
+    decorators_main.ASGIDecorator.__call__ = asgi_call  # type: ignore[method-assign]
+    decorators_parameter.pythonic = functools.lru_cache(maxsize=4096)(
+        decorators_parameter.pythonic
+    )
+    _installed = True
+    return True

@@ -1,0 +1,62 @@
+"""The fast paths give the answers of the slow ones: token cache, compiled validators, patches."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mock_server.auth import Authenticator
+from mock_server.errors import ApiError
+from mock_server.settings import DEFAULT_ACCOUNT, Settings
+from mock_server.validation import compiled
+
+
+def test_a_cached_token_still_expires() -> None:
+    auth = Authenticator(Settings(token_ttl=1))
+    token = auth.issue(DEFAULT_ACCOUNT[0])["bearer_token"]
+    first = auth.verify(token)
+    assert auth.verify(token) == first  # from the cache
+    time.sleep(1.05)
+    with pytest.raises(ApiError) as caught:
+        auth.verify(token)
+    assert caught.value.code == "token_expired"
+
+
+def test_a_cached_token_cannot_be_changed_by_its_caller() -> None:
+    auth = Authenticator(Settings())
+    token = auth.issue(DEFAULT_ACCOUNT[0])["bearer_token"]
+    auth.verify(token)["account_id"] = "acc_someone_else"
+    assert auth.verify(token)["account_id"] == DEFAULT_ACCOUNT[0].account_id
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reason": {"type": "string", "nullable": True, "enum": ["A", "B"]},
+        "at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"reason": None}, True),
+        ({"reason": "A"}, True),
+        ({"reason": "C"}, False),
+        ({"at": "2026-11-03T09:15:00Z"}, True),
+        ({"at": "2026-11-03T09:15:60Z"}, False),  # Python's RFC 3339 check, as Connexion's
+        ({"at": "2026-11-03 09:15:00Z"}, False),
+    ],
+)
+def test_compiled_request_schema_agrees_with_connexion(
+    body: dict[str, object], valid: bool
+) -> None:
+    check = compiled(SCHEMA)
+    assert check is not None
+    assert check(body) is valid
+
+
+def test_write_only_schemas_are_left_to_jsonschema() -> None:
+    assert compiled({"type": "object", "writeOnly": True}) is None
