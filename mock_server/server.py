@@ -69,6 +69,11 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             workers=1,
             reload=False,
             log_level=settings.log_level,
+            # The fast event loop and HTTP parser (both installed with uvicorn[standard]);
+            # no access log line per request (VPP_LOG_LEVEL=info still logs the rest).
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
         )
     finally:
         store.close()
