@@ -247,3 +247,9 @@ def test_the_fast_world_rows_equal_shifting_then_storing(name: str) -> None:
         fast = shifted_row(p, delta)
         assert fast[:10] + fast[11:] == row_of(moved, "")[:10] + row_of(moved, "")[11:]
         assert json.loads(fast[10]) == moved.to_json()
+
+
+def test_world_settings_come_from_flags_or_the_environment() -> None:
+    s = Settings.from_env({"VPP_WORLD": "load", "VPP_SEED": "4", "VPP_SIZE": "250"})
+    assert (s.world, s.seed, s.size) == ("load", 4, 250)
+    assert Settings.from_env({}, world="demo", size=None).size is None
