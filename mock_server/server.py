@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import sys
 import warnings
 from typing import TextIO
@@ -32,6 +35,17 @@ def banner(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _release_memory() -> None:
+    """Hand the heap a loaded world used back to the system (100,000: about 480 -> 255 MB).
+
+    The world's objects are garbage once it is in SQLite, but glibc keeps the freed heap;
+    malloc_trim returns it. Elsewhere (no glibc) this only collects.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def serve(settings: Settings, out: TextIO | None = None) -> int:
     """Serve until interrupted; returns the process exit code."""
     # Connexion imports starlette's test client, which warns about httpx on every start.
@@ -54,6 +68,8 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         store.close()
         return 2
+    if settings.world:
+        _release_memory()
     app = create_app(settings, store, clock=clock, catalog=catalog)
     print(banner(settings), file=out, flush=True)
     if note:
