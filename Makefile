@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/vs_prism.py
 
 clean:
 	rm -rf $(VENV) .hypothesis .schemathesis schemathesis-report reports

@@ -1,13 +1,19 @@
 """Side-by-side throughput of the sandbox and Stoplight Prism on our spec, driven by wrk.
 
 Run after `make run`'s install (the .venv exists):  .venv/bin/python bench/vs_prism.py
+(or `make bench`). Needs wrk (apt-get install wrk) and npm (Prism is installed from the npm
+registry into bench/.prism on first use).
 
-It starts `vpp-sandbox serve` (one worker, SQLite file, a 10,000-participation world) and
-`prism mock openapi/vpp-participations.yaml` (installed from npm into bench/.prism on first use)
-on loopback ports, warms both up, then runs wrk against them in alternation (A B A B) for each
-operation and prints requests/s, p50/p99 latency and the ratio ours/Prism. It also prints the
-sandbox's start-up time, resident memory with 10,000 and 100,000 participations, and retrieve/list
-throughput with 100,000. Every load goes to 127.0.0.1 and is bounded by --duration.
+1. `vpp-sandbox serve --world load --size 10000` (one worker, a fresh SQLite file, no autopilot)
+   and `prism mock openapi/vpp-participations.yaml` on loopback ports; each warmed up, then wrk
+   on them in alternation (A B A B) for retrieve, list 30, create and update: requests/s,
+   p50/p99 latency, ratio ours/Prism.
+2. The sandbox restarted on the same file (start-up to the first answer) next to a second one
+   with `--world load --size 100000`, retrieve and list alternated between the two: the cost
+   must not grow with the world. Resident memory of both.
+3. Each target of issue 6 with the measured value: met or MISSED.
+
+Every load goes to 127.0.0.1 and is bounded by --duration.
 """
 
 from __future__ import annotations
@@ -96,9 +102,13 @@ def call(
         return json.loads(resp.read())
 
 
-def wait_ready(url: str, headers: dict[str, str], timeout: float = 60.0) -> float:
+def wait_ready(
+    url: str, headers: dict[str, str], server: Server | None = None, timeout: float = 120.0
+) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
+        if server is not None and server.proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited; see {server.log.name}")
         try:
             urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=1).read()
             return time.perf_counter() - start
@@ -145,7 +155,7 @@ def parse_wrk(out: str) -> Result:
 def wrk(
     url: str,
     token: str,
-    seconds: float,
+    seconds: int,
     connections: int,
     script: str | None = None,
     env: dict[str, str] | None = None,
@@ -174,6 +184,7 @@ def wrk(
 
 class Server:
     def __init__(self, cmd: list[str], log: Path) -> None:
+        self.db: Path | None = None
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
@@ -189,45 +200,26 @@ class Server:
         self.log.close()
 
 
-def start_sandbox(tmp: Path, size: int) -> tuple[Server, str, float]:
+def start_sandbox(
+    tmp: Path, size: int, db: Path | None = None
+) -> tuple[Server, str, float]:
+    """`vpp-sandbox serve` on a free port; the time until it answers GET /login.
+
+    Without `db`: a fresh file, the `load` world of `size` participations built and loaded at
+    start-up (`--world load --size N`). With `db`: a restart on that file, nothing to load.
+    """
     port = free_port()
-    world = tmp / f"world-{size}.json"
-    if not world.exists():
-        subprocess.run(
-            [
-                str(VENV_BIN / "vpp-sandbox"),
-                "fixtures",
-                "--world",
-                "load",
-                "--size",
-                str(size),
-                "--seed",
-                "1",
-                "--out",
-                str(world),
-            ],
-            check=True,
-        )
-    db = tmp / f"bench-{size}-{time.monotonic_ns()}.db"
+    cmd = [str(VENV_BIN / "vpp-sandbox"), "serve", "--port", str(port), "--no-autopilot"]
+    if db is None:
+        db = tmp / f"bench-{size}-{time.monotonic_ns()}.db"
+        cmd += ["--world", "load", "--size", str(size), "--seed", "1"]
     basic = base64.b64encode(f"{ACCOUNT}:{TEST_KEY}".encode()).decode()
     started = time.perf_counter()
-    server = Server(
-        [
-            str(VENV_BIN / "vpp-sandbox"),
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--world",
-            str(world),
-            "--no-autopilot",
-        ],
-        tmp / f"sandbox-{size}.log",
-    )
+    server = Server([*cmd, "--db", str(db)], tmp / f"sandbox-{size}.log")
     base = f"http://127.0.0.1:{port}"
-    wait_ready(f"{base}/login", {"Authorization": f"Basic {basic}"})
+    wait_ready(f"{base}/login", {"Authorization": f"Basic {basic}"}, server)
     startup = time.perf_counter() - started
+    server.db = db
     return server, base, startup
 
 
@@ -283,7 +275,7 @@ def suspended_pool(base: str, token: str, count: int) -> list[str]:
             auth,
         )
         pid = str(created["id"])  # type: ignore[index]
-        records = [{"state": s, "status": "COMPLETE"} for s in path]
+        records: list[dict[str, object]] = [{"state": s, "status": "COMPLETE"} for s in path]
         records.append(
             {
                 "state": "SUSPENDED",
@@ -296,10 +288,43 @@ def suspended_pool(base: str, token: str, count: int) -> list[str]:
     return ids
 
 
+def mean_rps(runs: list[Result]) -> float:
+    return sum(r.rps for r in runs) / len(runs)
+
+
+def first_id(base: str, token: str) -> str:
+    auth = {"Authorization": f"Bearer {token}"}
+    listed = call(f"{base}/vpp-participations?limit=1", headers=auth)
+    return str(listed["data"][0]["id"])  # type: ignore[index]
+
+
+def alternate(
+    targets: dict[str, tuple[str, str]],
+    paths: dict[str, str],
+    args: argparse.Namespace,
+    script: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, list[Result]]:
+    """Warm every target up, then run wrk on them in turn, A B A B, `args.rounds` times."""
+    for name, (url, tok) in targets.items():
+        wrk(url + paths[name], tok, args.warmup, args.connections, script, env)
+    runs: dict[str, list[Result]] = {name: [] for name in targets}
+    for _ in range(args.rounds):
+        for name, (url, tok) in targets.items():
+            runs[name].append(
+                wrk(url + paths[name], tok, args.duration, args.connections, script, env)
+            )
+    return runs
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="A B alternations per operation")
     parser.add_argument("--size", type=int, default=10_000)
@@ -308,6 +333,7 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
+    prism_binary = None if args.no_prism else ensure_prism()
 
     tmp = Path(tempfile.mkdtemp(prefix="vpp-bench-"))
     scripts = {"create": tmp / "create.lua", "update": tmp / "update.lua"}
@@ -315,25 +341,24 @@ def main() -> int:
     scripts["update"].write_text(UPDATE_LUA)
     servers: list[Server] = []
     try:
-        ours, base, startup = start_sandbox(tmp, args.size)
+        # -- 1. ours (10,000 world loaded at start-up) against Prism, A B A B ------------------
+        ours, base, startup_fresh = start_sandbox(tmp, args.size)
         servers.append(ours)
-        rss_small = rss_mb(ours.proc.pid)
         token = token_for(base)
-        listed = call(
-            f"{base}/vpp-participations?limit=1", headers={"Authorization": f"Bearer {token}"}
-        )
-        one = listed["data"][0]["id"]  # type: ignore[index]
+        one = first_id(base, token)
         pool = suspended_pool(base, token, 50)
         targets = {"ours": (base, token)}
-        if not args.no_prism:
+        if prism_binary is not None:
             prism_port = free_port()
             prism = Server(
-                [str(ensure_prism()), "mock", str(SPEC), "-h", "127.0.0.1", "-p", str(prism_port)],
+                [str(prism_binary), "mock", str(SPEC), "-h", "127.0.0.1", "-p", str(prism_port)],
                 tmp / "prism.log",
             )
             servers.append(prism)
             prism_base = f"http://127.0.0.1:{prism_port}"
-            wait_ready(f"{prism_base}/vpp-participations/{one}", {"Authorization": "Bearer x"})
+            wait_ready(
+                f"{prism_base}/vpp-participations/{one}", {"Authorization": "Bearer x"}, prism
+            )
             targets["prism"] = (prism_base, "x")
 
         ops = {
@@ -346,79 +371,104 @@ def main() -> int:
         results: dict[str, dict[str, list[Result]]] = {}
         for op, (path, script) in ops.items():
             lua = str(scripts[script]) if script else None
-            for url, tok in targets.values():  # warm-up
-                wrk(url + path, tok, args.warmup, args.connections, lua, env)
-            for _ in range(args.rounds):
-                for name, (url, tok) in targets.items():
-                    res = wrk(url + path, tok, args.duration, args.connections, lua, env)
-                    results.setdefault(op, {}).setdefault(name, []).append(res)
+            results[op] = alternate(targets, dict.fromkeys(targets, path), args, lua, env)
+        rss_small = rss_mb(ours.proc.pid)
+        for server in servers:
+            server.stop()
+        servers.clear()
 
+        # -- 2. start-up on the existing file; 10,000 against 100,000, A B A B ---------------
+        small, small_base, startup_restart = start_sandbox(tmp, args.size, db=ours.db)
+        servers.append(small)
+        big, big_base, startup_big = start_sandbox(tmp, args.big)
+        servers.append(big)
+        small_token, big_token = token_for(small_base), token_for(big_base)
+        sizes = {"small": (small_base, small_token), "big": (big_base, big_token)}
+        by_size: dict[str, dict[str, list[Result]]] = {}
+        by_size["retrieve"] = alternate(
+            sizes,
+            {
+                "small": f"/vpp-participations/{first_id(small_base, small_token)}",
+                "big": f"/vpp-participations/{first_id(big_base, big_token)}",
+            },
+            args,
+        )
+        by_size["list 30"] = alternate(
+            sizes, dict.fromkeys(sizes, "/vpp-participations?limit=30"), args
+        )
+        rss_big = rss_mb(big.proc.pid)
+
+        # -- report -------------------------------------------------------------------------
         print(
             f"\nwrk -t1 -c{args.connections}, {args.rounds} x {args.duration:g} s per server "
-            f"and operation, A B alternation, {args.size:,} participations loaded\n"
+            f"and operation after a {args.warmup:g} s warm-up, A B alternation, "
+            f"{args.size:,} participations loaded, one uvicorn worker, request and response "
+            "validation on\n"
         )
         head = f"{'operation':<10} {'ours req/s':>11} {'p50':>7} {'p99':>7}"
         if "prism" in targets:
             head += f" {'Prism req/s':>12} {'p50':>7} {'p99':>7} {'ours/Prism':>11}"
         print(head + f" {'errors':>7}")
+        ratios: dict[str, float] = {}
+        p99: dict[str, float] = {}
         for op, by_server in results.items():
             o = by_server["ours"]
-            o_rps = sum(r.rps for r in o) / len(o)
+            o_rps = mean_rps(o)
+            p99[op] = max(r.p99_ms for r in o)
             line = (
-                f"{op:<10} {o_rps:>11,.0f} {max(r.p50_ms for r in o):>6.1f}m "
-                f"{max(r.p99_ms for r in o):>6.1f}m"
+                f"{op:<10} {o_rps:>11,.0f} {max(r.p50_ms for r in o):>6.1f}m {p99[op]:>6.1f}m"
             )
             errors = sum(r.errors for r in o)
             if "prism" in by_server:
                 p = by_server["prism"]
-                p_rps = sum(r.rps for r in p) / len(p)
+                p_rps = mean_rps(p)
+                ratios[op] = o_rps / p_rps
                 line += (
                     f" {p_rps:>12,.0f} {max(r.p50_ms for r in p):>6.1f}m "
-                    f"{max(r.p99_ms for r in p):>6.1f}m {o_rps / p_rps:>10.2f}x"
+                    f"{max(r.p99_ms for r in p):>6.1f}m {ratios[op]:>10.2f}x"
                 )
                 errors += sum(r.errors for r in p)
             print(line + f" {errors:>7}")
-
-        small = {
-            op: sum(r.rps for r in results[op]["ours"]) / args.rounds
-            for op in ("retrieve", "list 30")
-        }
-        for server in servers:
-            server.stop()
-        servers.clear()
-
-        big, big_base, big_startup = start_sandbox(tmp, args.big)
-        servers.append(big)
-        rss_big = rss_mb(big.proc.pid)
-        big_token = token_for(big_base)
-        first = call(
-            f"{big_base}/vpp-participations?limit=1",
-            headers={"Authorization": f"Bearer {big_token}"},
-        )
-        big_one = first["data"][0]["id"]  # type: ignore[index]
-        big_rps = {}
-        for op, path in (
-            ("retrieve", f"/vpp-participations/{big_one}"),
-            ("list 30", "/vpp-participations?limit=30"),
-        ):
-            wrk(big_base + path, big_token, args.warmup, args.connections)
-            runs = [
-                wrk(big_base + path, big_token, args.duration, args.connections)
-                for _ in range(args.rounds)
-            ]
-            big_rps[op] = sum(r.rps for r in runs) / len(runs)
+        print("(p50/p99: the worst of the rounds; errors: non-2xx answers and socket errors)")
 
         print(
-            f"\nstart-up to first answer: {startup:.2f} s ({args.size:,} world, from a fresh "
-            f"file), {big_startup:.2f} s ({args.big:,} world)"
+            f"\nstart-up to the first answer: {startup_restart:.2f} s on the existing "
+            f"{args.size:,} file; with the world built and loaded at start-up: "
+            f"{startup_fresh:.2f} s ({args.size:,}), {startup_big:.2f} s ({args.big:,})"
         )
         print(
-            f"resident memory: {rss_small:.0f} MB with {args.size:,}, {rss_big:.0f} MB with "
-            f"{args.big:,} participations"
+            f"resident memory after the runs: {rss_small:.0f} MB with {args.size:,}, "
+            f"{rss_big:.0f} MB with {args.big:,} participations (loaded at start-up)"
         )
-        for op, rps in big_rps.items():
-            change = (rps / small[op] - 1) * 100
-            print(f"{op} with {args.big:,}: {rps:,.0f} req/s ({change:+.1f}% vs {args.size:,})")
+        change: dict[str, float] = {}
+        for op, runs in by_size.items():
+            s_rps, b_rps = mean_rps(runs["small"]), mean_rps(runs["big"])
+            change[op] = (b_rps / s_rps - 1) * 100
+            print(
+                f"{op} with {args.big:,}: {b_rps:,.0f} req/s, p99 "
+                f"{max(r.p99_ms for r in runs['big']):.1f} ms; with {args.size:,} in the same "
+                f"alternation: {s_rps:,.0f} req/s ({change[op]:+.1f}%)"
+            )
+
+        print("\ntargets")
+        checks: list[tuple[str, str, bool]] = []
+        if ratios:
+            for op, need in (("retrieve", 2.0), ("list 30", 1.5), ("create", 1.0), ("update", 1.0)):
+                checks.append(
+                    (f"{op} >= {need:g}x Prism", f"{ratios[op]:.2f}x", ratios[op] >= need)
+                )
+        for op in ("retrieve", "list 30"):
+            checks.append((f"{op} p99 < 10 ms", f"{p99[op]:.1f} ms", p99[op] < 10))
+        checks.append(
+            ("start-up < 1.5 s", f"{startup_restart:.2f} s", startup_restart < 1.5)
+        )
+        checks.append((f"{args.big:,} world < 300 MB", f"{rss_big:.0f} MB", rss_big < 300))
+        for op, pct in change.items():
+            checks.append(
+                (f"{op} {args.big:,} within 10% of {args.size:,}", f"{pct:+.1f}%", pct > -10)
+            )
+        for label, value, ok in checks:
+            print(f"  {label:<34} {value:>9}  {verdict(ok)}")
         return 0
     finally:
         for server in servers:
