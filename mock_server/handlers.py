@@ -92,9 +92,9 @@ class Handlers:
             now=now,
             scenario=scenario_for_device(body["device_id"]),
         )
-        self.state.store.insert(participation)
+        document = self.state.store.insert(participation)
         location = f"/vpp-participations/{participation.id}"
-        return participation.to_json(), 201, {"Location": location}
+        return stored(document), 201, {"Location": location}
 
     async def list_vpp_participations(
         self,

@@ -13,7 +13,6 @@ rows that are due, never the whole table. Each namespace's sandbox clock is kept
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import sqlite3
 import threading
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from mock_server.clock import ClockState, Namespace
 from mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
@@ -133,11 +134,11 @@ _COLUMNS = "body, scenario"
 
 
 def _row_to_participation(row: sqlite3.Row | tuple[Any, ...]) -> Participation:
-    return Participation.from_json(json.loads(row[0]), scenario=row[1])
+    return Participation.from_json(orjson.loads(row[0]), scenario=row[1])
 
 
 def _encode(p: Participation) -> str:
-    return json.dumps(p.to_json())
+    return orjson.dumps(p.to_json()).decode()
 
 
 def next_due_at(p: Participation) -> str | None:
@@ -225,8 +226,11 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def insert(self, participation: Participation) -> None:
-        """Add a new participation; a duplicate open one for the device and programme is refused."""
+    def insert(self, participation: Participation) -> str:
+        """Add a new participation; a duplicate open one for the device and programme is refused.
+
+        Returns the stored JSON text (the API object, as `get_json` would read it back).
+        """
         p = participation
         with self._transaction() as db:
             row = db.execute(
@@ -236,7 +240,7 @@ class Store:
             ).fetchone()
             if row is not None and p.current_state not in TERMINAL:
                 raise DuplicateParticipation(_row_to_participation(row))
-            self._write(db, p, version=1)
+            return self._write(db, p, version=1)
 
     def update(
         self,
@@ -389,9 +393,10 @@ class Store:
             return cursor.rowcount
 
     @staticmethod
-    def _write(db: sqlite3.Connection, p: Participation, *, version: int) -> None:
-        values = _row_values(p, _encode(p), version)
-        db.execute(f"INSERT INTO participations {_INSERT_COLUMNS}", values)
+    def _write(db: sqlite3.Connection, p: Participation, *, version: int) -> str:
+        body = _encode(p)
+        db.execute(f"INSERT INTO participations {_INSERT_COLUMNS}", _row_values(p, body, version))
+        return body
 
     # -- sandbox clocks ------------------------------------------------------------------------
 
