@@ -2,8 +2,10 @@
 
 Connexion decorates the handler again on every request (`AsyncOperation.fn` is a property that
 builds a `StarletteDecorator`, whose wrapper calls `decorate()`, which inspects the handler's
-signature) and turns every argument name into its Python form with three regular expressions
-per request. Both depend only on the operation, so they are done once here. The patches are
+signature), turns every argument name into its Python form with three regular expressions
+per request, and matches media types (`MediaTypeDict`, several lookups a request) by sorting the
+keys and running fnmatch each time. All depend only on the operation or the header, so they are
+done once here. The patches are
 written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
 patched and Connexion behaves (and costs) as it ships.
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from fnmatch import fnmatch
 from importlib.metadata import version
 from typing import Any
 
 from connexion.apps.asynchronous import AsyncOperation
 from connexion.context import receive, scope
+from connexion.datastructures import MediaTypeDict
 from connexion.decorators import main as decorators_main
 from connexion.decorators import parameter as decorators_parameter
 
@@ -24,6 +28,8 @@ __all__ = ["install"]
 
 PATCHED_VERSION = "3.3.0"
 _installed = False
+_MEDIA_MATCHES: dict[tuple[tuple[str, ...], str], str | None] = {}
+_MEDIA_MATCHES_MAX = 4096  # Content-Type comes from clients: bounded
 
 
 def install() -> bool:
@@ -56,6 +62,24 @@ def install() -> bool:
 
         return wrapper
 
+    connexion_getitem = MediaTypeDict.__getitem__
+
+    def media_type_getitem(self: MediaTypeDict, item: str) -> Any:
+        # MediaTypeDict.__getitem__ with the choice of key remembered per (keys, media type).
+        key = (tuple(self), item)
+        if key in _MEDIA_MATCHES:
+            matched = _MEDIA_MATCHES[key]
+        else:
+            ranked = sorted(self, key=lambda k: ("*" not in k, k), reverse=True)
+            matched = next((k for k in ranked if fnmatch(item, k)), None)
+            if len(_MEDIA_MATCHES) >= _MEDIA_MATCHES_MAX:
+                _MEDIA_MATCHES.clear()
+            _MEDIA_MATCHES[key] = matched
+        if matched is None:
+            return connexion_getitem(self, item)  # Connexion's KeyError
+        return dict.__getitem__(self, matched)
+
+    MediaTypeDict.__getitem__ = media_type_getitem  # type: ignore[method-assign]
     AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]
     decorators_main.ASGIDecorator.__call__ = asgi_call  # type: ignore[method-assign]
     decorators_parameter.pythonic = functools.lru_cache(maxsize=4096)(

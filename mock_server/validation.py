@@ -154,7 +154,8 @@ class FlatpeakParameterValidator(ParameterValidator):  # type: ignore[misc]
                     "invalid_parameter",
                     f"Unknown query parameter(s): {', '.join(extra)}. Allowed: {allowed}.",
                 )
-            raw = QueryParams(request.scope.get("query_string", b""))
+            query_string = request.scope.get("query_string", b"")
+            raw = QueryParams(query_string) if query_string else QueryParams()
             for name in spec_names:
                 if len(raw.getlist(name)) > 1:
                     raise ApiError(

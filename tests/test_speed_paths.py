@@ -60,3 +60,23 @@ def test_compiled_request_schema_agrees_with_connexion(
 
 def test_write_only_schemas_are_left_to_jsonschema() -> None:
     assert compiled({"type": "object", "writeOnly": True}) is None
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    ["application/json", "application/problem+json", "text/plain", "application/x-www-form"],
+)
+def test_media_type_matches_are_connexions(media_type: str) -> None:
+    from connexion.datastructures import MediaTypeDict
+
+    from mock_server import speedups
+
+    assert speedups.install()
+    table = MediaTypeDict({"*/*json": "json", "text/*": "text", "application/json": "exact"})
+    expected = {
+        "application/json": "exact",
+        "application/problem+json": "json",
+        "text/plain": "text",
+    }.get(media_type)
+    assert table.get(media_type) == expected
+    assert (media_type in table) is (expected is not None)
