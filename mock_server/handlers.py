@@ -139,7 +139,7 @@ class Handlers:
         ns = _namespace(token_info)
         records = parse_records(body["participation_state"])
         now = self.state.catch_up(ns)
-        updated = self.state.store.update(
+        document = self.state.store.update_json(
             ns, participation_id, lambda current: apply_update(current, records, now)
         )
-        return updated.to_json(), 200
+        return stored(document), 200

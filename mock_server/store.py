@@ -253,6 +253,23 @@ class Store:
         `change` may raise: nothing is written then. The version check makes the write fail
         rather than overwrite a version that another writer stored in between.
         """
+        return self._update(namespace, participation_id, change)[0]
+
+    def update_json(
+        self,
+        namespace: Namespace,
+        participation_id: str,
+        change: Callable[[Participation], Participation],
+    ) -> str:
+        """`update`, returning the stored JSON text of the result (see `get_json`)."""
+        return self._update(namespace, participation_id, change)[1]
+
+    def _update(
+        self,
+        namespace: Namespace,
+        participation_id: str,
+        change: Callable[[Participation], Participation],
+    ) -> tuple[Participation, str]:
         with self._transaction() as db:
             row = db.execute(
                 f"SELECT {_COLUMNS}, version FROM participations "
@@ -264,12 +281,12 @@ class Store:
             current = _row_to_participation(row)
             updated = change(current)
             if updated is current or updated == current:
-                return current
-            self._rewrite(db, updated, row[2])
-            return updated
+                return current, str(row[0])
+            return updated, self._rewrite(db, updated, row[2])
 
     @staticmethod
-    def _rewrite(db: sqlite3.Connection, p: Participation, version: int) -> None:
+    def _rewrite(db: sqlite3.Connection, p: Participation, version: int) -> str:
+        body = _encode(p)
         cursor = db.execute(
             "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, "
             "next_due_at=?, version=version+1 WHERE id=? AND version=?",
@@ -277,7 +294,7 @@ class Store:
                 p.current_state.value,
                 int(p.current_state in TERMINAL),
                 p.scenario,
-                _encode(p),
+                body,
                 next_due_at(p),
                 p.id,
                 version,
@@ -285,6 +302,7 @@ class Store:
         )
         if cursor.rowcount != 1:  # pragma: no cover - only with another process writing
             raise RuntimeError(f"{p.id} changed during the update")
+        return body
 
     def advance_due(self, namespace: Namespace, now: datetime) -> int:
         """The autopilot: apply every move due at or before `now` in the namespace.
