@@ -15,6 +15,7 @@ import pytest
 import yaml
 from fixture_checks import EDGES, STATES, check_participation, history_edges
 from openapi_schema_validator import OAS30Validator
+from spec_tools import resolve_refs
 
 from fixtures.cli import run
 from fixtures.scenarios import SCENARIOS, next_step
@@ -57,23 +58,12 @@ def documents(case: str) -> list[dict[str, Any]]:
     return [item["participation"] for item in loaded["participations"]]
 
 
-def _resolve(spec: dict[str, Any], node: Any) -> Any:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            target: Any = spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            return _resolve(spec, target)
-        return {k: _resolve(spec, v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(spec, v) for v in node]
-    return node
 
 
 @pytest.fixture(scope="module")
 def validator() -> OAS30Validator:
     spec = yaml.safe_load((ROOT / "openapi" / "vpp-participations.yaml").read_text())
-    schema = _resolve(spec, spec["components"]["schemas"]["VppParticipation"])
+    schema = resolve_refs(spec, spec["components"]["schemas"]["VppParticipation"])
     return OAS30Validator(schema, format_checker=OAS30Validator.FORMAT_CHECKER)
 
 

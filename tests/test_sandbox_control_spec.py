@@ -9,11 +9,10 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 from sandbox_client import make_sandbox
+from spec_tools import operations, resolve_refs
 
 from mock_server.app import CONTROL_SPEC_PATH, SPEC_PATH
 from mock_server.errors import CATALOGUE, CONTEXTS
-
-METHODS = ("get", "put", "post", "delete", "patch")
 
 
 @pytest.fixture(scope="module")
@@ -22,26 +21,8 @@ def spec() -> dict[str, Any]:
     return loaded
 
 
-def _resolve(spec: dict[str, Any], node: Any) -> Any:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            target: Any = spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            return _resolve(spec, target)
-        return {k: _resolve(spec, v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(spec, v) for v in node]
-    return node
 
 
-def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (path, method, item[method])
-        for path, item in spec["paths"].items()
-        for method in METHODS
-        if method in item
-    ]
 
 
 def test_the_control_spec_is_valid_openapi_3_0_3(spec: dict[str, Any]) -> None:
@@ -53,7 +34,7 @@ def test_the_control_spec_is_valid_openapi_3_0_3(spec: dict[str, Any]) -> None:
 def test_every_operation_is_named_authenticated_and_has_an_error_context(
     spec: dict[str, Any],
 ) -> None:
-    for path, method, op in _operations(spec):
+    for path, method, op in operations(spec):
         assert op["operationId"] in CONTEXTS, f"{method} {path}"
         assert "401" in op["responses"]
         assert spec["security"] == [{"bearerAuth": []}] and "security" not in op
@@ -71,12 +52,12 @@ def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[
 
 def test_every_example_validates(spec: dict[str, Any]) -> None:
     checked = 0
-    for _, _, op in _operations(spec):
+    for _, _, op in operations(spec):
         bodies = [op.get("requestBody", {}).get("content", {})]
-        bodies += [_resolve(spec, r).get("content", {}) for r in op["responses"].values()]
+        bodies += [resolve_refs(spec, r).get("content", {}) for r in op["responses"].values()]
         for content in bodies:
             for media in content.values():
-                schema = _resolve(spec, media["schema"])
+                schema = resolve_refs(spec, media["schema"])
                 examples = [e["value"] for e in media.get("examples", {}).values()]
                 examples += [media["example"]] if "example" in media else []
                 for example in examples:

@@ -11,11 +11,11 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
+from spec_tools import operations, resolve_refs
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_PATH = ROOT / "openapi" / "vpp-participations.yaml"
 SHARED = ROOT.parent / "shared"
-METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
 @pytest.fixture(scope="module")
@@ -25,25 +25,8 @@ def spec() -> dict[str, Any]:
     return loaded
 
 
-def _resolve(spec: dict[str, Any], node: Any) -> Any:
-    """Inline every local $ref (the spec has no recursive references)."""
-    if isinstance(node, dict):
-        if "$ref" in node:
-            target: Any = spec
-            for part in node["$ref"].removeprefix("#/").split("/"):
-                target = target[part]
-            return _resolve(spec, target)
-        return {k: _resolve(spec, v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(spec, v) for v in node]
-    return node
 
 
-def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, item in spec["paths"].items():
-        for method in METHODS:
-            if method in item:
-                yield path, method, item[method]
 
 
 def _examples(spec: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
@@ -60,22 +43,22 @@ def _examples(spec: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
             yield from walk_schema(f"{where}.allOf[{i}]", sub)
 
     for name, schema in spec["components"]["schemas"].items():
-        yield from walk_schema(f"schemas.{name}", _resolve(spec, schema))
+        yield from walk_schema(f"schemas.{name}", resolve_refs(spec, schema))
 
     def walk_content(where: str, content: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
         for media, body in content.items():
-            schema = _resolve(spec, body["schema"])
+            schema = resolve_refs(spec, body["schema"])
             if "example" in body:
-                yield f"{where} {media}", schema, _resolve(spec, body["example"])
+                yield f"{where} {media}", schema, resolve_refs(spec, body["example"])
             for ex_name, ex in body.get("examples", {}).items():
-                yield f"{where} {media} examples.{ex_name}", schema, _resolve(spec, ex)["value"]
+                yield f"{where} {media} examples.{ex_name}", schema, resolve_refs(spec, ex)["value"]
 
-    for path, method, op in _operations(spec):
+    for path, method, op in operations(spec):
         where = f"{method.upper()} {path}"
         if "requestBody" in op:
             yield from walk_content(f"{where} request", op["requestBody"]["content"])
         for status, response in op["responses"].items():
-            response = _resolve(spec, response)
+            response = resolve_refs(spec, response)
             yield from walk_content(f"{where} {status}", response.get("content", {}))
             for header, h in response.get("headers", {}).items():
                 yield from walk_schema(f"{where} {status} header {header}", h["schema"])
@@ -100,7 +83,7 @@ def test_spec_loads_in_connexion() -> None:
 
 
 def _operation_ids(spec: dict[str, Any]) -> list[str]:
-    return [op["operationId"] for _, _, op in _operations(spec)]
+    return [op["operationId"] for _, _, op in operations(spec)]
 
 
 def test_spec_loads_in_schemathesis() -> None:
@@ -125,7 +108,7 @@ def test_every_example_validates_against_its_schema(spec: dict[str, Any]) -> Non
 
 def test_every_operation_has_id_4xx_response_and_example(spec: dict[str, Any]) -> None:
     problems = []
-    for path, method, op in _operations(spec):
+    for path, method, op in operations(spec):
         where = f"{method.upper()} {path}"
         if not op.get("operationId"):
             problems.append(f"{where} has no operationId")
@@ -133,7 +116,7 @@ def test_every_operation_has_id_4xx_response_and_example(spec: dict[str, Any]) -
             problems.append(f"{where} documents no 4xx response")
         success = [r for s, r in op["responses"].items() if str(s).startswith("2")]
         for response in success:
-            content = _resolve(spec, response).get("content", {})
+            content = resolve_refs(spec, response).get("content", {})
             for media in content.values():
                 if "example" not in media and "examples" not in media:
                     problems.append(f"{where} success response has no example")
@@ -148,25 +131,26 @@ def test_every_operation_has_id_4xx_response_and_example(spec: dict[str, Any]) -
 
 def test_every_error_response_is_the_error_object(spec: dict[str, Any]) -> None:
     error = spec["components"]["schemas"]["Error"]
-    for path, method, op in _operations(spec):
+    for path, method, op in operations(spec):
         for status, response in op["responses"].items():
             if int(status) < 400:
                 continue
-            content = _resolve(spec, response)["content"]
+            content = resolve_refs(spec, response)["content"]
             assert list(content) == ["application/json"], (method, path, status)
-            assert _resolve(spec, content["application/json"]["schema"]) == _resolve(spec, error)
+            schema = resolve_refs(spec, content["application/json"]["schema"])
+            assert schema == resolve_refs(spec, error)
 
 
 def test_every_link_names_an_existing_operation_and_parameter(spec: dict[str, Any]) -> None:
     params_by_op: dict[str, set[str]] = {}
-    for path, _method, op in _operations(spec):
+    for path, _method, op in operations(spec):
         shared = spec["paths"][path].get("parameters", [])
-        params = [_resolve(spec, p) for p in [*shared, *op.get("parameters", [])]]
+        params = [resolve_refs(spec, p) for p in [*shared, *op.get("parameters", [])]]
         params_by_op[op["operationId"]] = {p["name"] for p in params}
     links = 0
-    for path, method, op in _operations(spec):
+    for path, method, op in operations(spec):
         for status, response in op["responses"].items():
-            for name, link in _resolve(spec, response).get("links", {}).items():
+            for name, link in resolve_refs(spec, response).get("links", {}).items():
                 links += 1
                 where = f"{method.upper()} {path} {status} link {name}"
                 assert link["operationId"] in params_by_op, f"{where}: unknown operation"
