@@ -22,6 +22,7 @@ from mock_server.catalog import Catalog
 from mock_server.clock import Clock, SandboxClock
 from mock_server.control import Control
 from mock_server.encoding import OrjsonJsonifier
+from mock_server.faults import FaultMiddleware
 from mock_server.handlers import AppState, Handlers
 from mock_server.settings import Settings
 from mock_server.store import Store
@@ -147,6 +148,12 @@ def create_app(
         )
         await send({"type": "http.response.body", "body": payload})
 
+    # After security (it needs the caller's namespace), before validation and the handlers.
+    app.add_middleware(
+        FaultMiddleware,
+        position=MiddlewarePosition.BEFORE_VALIDATION,
+        rate_limit=settings.rate_limit,
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -53,6 +53,7 @@ class Settings:
     jwt_secret: str = "vpp-sandbox-local-signing-secret"
     token_ttl: int = 3600
     max_body_bytes: int = 64 * 1024
+    rate_limit: float | None = None
     log_level: str = "warning"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -84,6 +85,8 @@ class Settings:
             values["jwt_secret"] = env["VPP_JWT_SECRET"]
         if "VPP_MAX_BODY_BYTES" in env:
             values["max_body_bytes"] = int(env["VPP_MAX_BODY_BYTES"])
+        if env.get("VPP_RATE_LIMIT"):
+            values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
         if env.get("VPP_LOG_LEVEL"):
             values["log_level"] = env["VPP_LOG_LEVEL"]
         values.update({k: v for k, v in overrides.items() if v is not None})

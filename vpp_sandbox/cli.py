@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, help="participations of the load world (env VPP_SIZE)"
     )
     serve.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="PER_SECOND",
+        help="answer 429 rate_limited (with Retry-After) past this many requests a second per "
+        "account and mode (default: no limit, env VPP_RATE_LIMIT)",
+    )
+    serve.add_argument(
         "--no-autopilot",
         dest="autopilot",
         action="store_const",
@@ -93,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             size=args.size,
             autopilot=args.autopilot,
+            rate_limit=args.rate_limit,
         )
         return serve(settings)
     if args.command == "test":
