@@ -90,6 +90,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             loop="uvloop",
             http="httptools",
             access_log=False,
+            proxy_headers=False,  # a local sandbox: no proxy in front to believe
         )
     finally:
         store.close()

@@ -5,7 +5,8 @@ builds a `StarletteDecorator`, whose wrapper calls `decorate()`, which inspects 
 signature), turns every argument name into its Python form with three regular expressions
 per request, and matches media types (`MediaTypeDict`, several lookups a request) by sorting the
 keys and running fnmatch each time. All depend only on the operation or the header, so they are
-done once here. The patches are
+done once here. And every API request went through the Swagger UI's router (six routes per API)
+before reaching the API: a path that cannot be one of the UI's now goes straight on. The patches are
 written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
 patched and Connexion behaves (and costs) as it ships.
 """
@@ -23,6 +24,8 @@ from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import main as decorators_main
 from connexion.decorators import parameter as decorators_parameter
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from starlette.types import Receive, Scope, Send
 
 __all__ = ["install"]
 
@@ -30,6 +33,8 @@ PATCHED_VERSION = "3.3.0"
 _installed = False
 _MEDIA_MATCHES: dict[tuple[tuple[str, ...], str], str | None] = {}
 _MEDIA_MATCHES_MAX = 4096  # Content-Type comes from clients: bounded
+# Every route of the Swagger UI middleware: {base}/openapi.json|yaml, {base}/ui, {base}/ui/...
+_UI_SUFFIXES = ("/openapi.json", "/openapi.yaml")
 
 
 def install() -> bool:
@@ -79,6 +84,18 @@ def install() -> bool:
             return connexion_getitem(self, item)  # Connexion's KeyError
         return dict.__getitem__(self, matched)
 
+    swagger_ui_call = SwaggerUIMiddleware.__call__
+
+    async def swagger_ui_or_next(
+        self: SwaggerUIMiddleware, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path and "/ui" not in path and not path.endswith(_UI_SUFFIXES):
+            await self.app(scope, receive, send)  # what its router's default does
+            return
+        await swagger_ui_call(self, scope, receive, send)
+
+    SwaggerUIMiddleware.__call__ = swagger_ui_or_next  # type: ignore[method-assign]
     MediaTypeDict.__getitem__ = media_type_getitem  # type: ignore[method-assign]
     AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]
     decorators_main.ASGIDecorator.__call__ = asgi_call  # type: ignore[method-assign]

@@ -80,3 +80,13 @@ def test_media_type_matches_are_connexions(media_type: str) -> None:
     }.get(media_type)
     assert table.get(media_type) == expected
     assert (media_type in table) is (expected is not None)
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/", "/openapi.json", "/openapi.yaml", "/_sandbox/ui/", "/_sandbox/openapi.json"]
+)
+def test_swagger_ui_and_specs_still_served(path: str) -> None:
+    from mock_server.app import create_app
+
+    client = create_app(Settings(db=":memory:")).test_client()
+    assert client.get(path).status_code == 200
