@@ -6,7 +6,9 @@ signature), turns every argument name into its Python form with three regular ex
 per request, and matches media types (`MediaTypeDict`, several lookups a request) by sorting the
 keys and running fnmatch each time. All depend only on the operation or the header, so they are
 done once here. And every API request went through the Swagger UI's router (six routes per API)
-before reaching the API: a path that cannot be one of the UI's now goes straight on. The patches are
+before reaching the API: a path that cannot be one of the UI's now goes straight on. Handlers
+without files still had every request's form parsed (empty) to find them: a request that is
+not a form now has none, as Starlette would have said. The patches are
 written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
 patched and Connexion behaves (and costs) as it ships.
 """
@@ -24,6 +26,8 @@ from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import main as decorators_main
 from connexion.decorators import parameter as decorators_parameter
+from connexion.http_facts import FORM_CONTENT_TYPES
+from connexion.lifecycle import ConnexionRequest
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.types import Receive, Scope, Send
 
@@ -95,6 +99,14 @@ def install() -> bool:
             return
         await swagger_ui_call(self, scope, receive, send)
 
+    connexion_files = ConnexionRequest.files
+
+    async def files(self: ConnexionRequest) -> Any:
+        if self._files is None and self.mimetype not in FORM_CONTENT_TYPES:
+            return {}  # Starlette's form() of anything but a form is empty
+        return await connexion_files(self)
+
+    ConnexionRequest.files = files  # type: ignore[method-assign]
     SwaggerUIMiddleware.__call__ = swagger_ui_or_next  # type: ignore[method-assign]
     MediaTypeDict.__getitem__ = media_type_getitem  # type: ignore[method-assign]
     AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]
