@@ -244,6 +244,12 @@ def ensure_prism() -> Path:
     return binary
 
 
+def body_size(url: str, token: str) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return len(resp.read())
+
+
 def token_for(base: str) -> str:
     basic = base64.b64encode(f"{ACCOUNT}:{TEST_KEY}".encode()).decode()
     body = call(f"{base}/login", headers={"Authorization": f"Basic {basic}"})
@@ -368,6 +374,10 @@ def main() -> int:
             "update": (f"/vpp-participations/{pool[0]}", "update"),
         }
         env = {"BENCH_IDS": ",".join(pool)}
+        sizes_of: dict[str, dict[str, int]] = {}
+        for op in ("retrieve", "list 30"):
+            for name, (url, tok) in targets.items():
+                sizes_of.setdefault(op, {})[name] = body_size(url + ops[op][0], tok)
         results: dict[str, dict[str, list[Result]]] = {}
         for op, (path, script) in ops.items():
             lua = str(scripts[script]) if script else None
@@ -430,6 +440,11 @@ def main() -> int:
                 errors += sum(r.errors for r in p)
             print(line + f" {errors:>7}")
         print("(p50/p99: the worst of the rounds; errors: non-2xx answers and socket errors)")
+        for op, by_name in sizes_of.items():
+            print(
+                f"response body of {op}: "
+                + ", ".join(f"{name} {size:,} bytes" for name, size in by_name.items())
+            )
 
         print(
             f"\nstart-up to the first answer: {startup_restart:.2f} s on the existing "
