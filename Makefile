@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contract bench clean
+.PHONY: install run test lint typecheck contract bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,10 +21,26 @@ WORLD ?= demo
 run: $(STAMP)
 	$(BIN)/vpp-sandbox serve --world $(WORLD)
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
 	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest
+
+# The contract suites against a running sandbox (`make run` in another terminal) or any URL.
+BASE_URL ?= http://127.0.0.1:8080
+ACCOUNT_ID ?= acc_661677911f2197045e6cf1b1
+API_KEY ?= sk_test_vppsandbox4f3c9a2b7d1e8f60
+SECOND_ACCOUNT_ID ?= $(ACCOUNT_ID)
+SECOND_API_KEY ?= sk_live_vppsandbox4f3c9a2b7d1e8f60
+PROFILE ?= default
+contract: $(STAMP)
+	$(BIN)/vpp-sandbox test --base-url $(BASE_URL) --account-id $(ACCOUNT_ID) \
+	  --api-key $(API_KEY) --second-account-id $(SECOND_ACCOUNT_ID) \
+	  --second-api-key $(SECOND_API_KEY) --profile $(PROFILE)
 
 bench: $(STAMP)
 	$(BIN)/python bench/vs_prism.py
