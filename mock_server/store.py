@@ -147,12 +147,32 @@ def next_due_at(p: Participation) -> str | None:
     return None if due is None else format_time(due.at)
 
 
-def row_of(p: Participation, body: str) -> tuple[Any, ...]:
-    """The stored row of a new participation whose API JSON is `body` (`load_rows`' input)."""
-    return _row_values(p, body, 1)
+_COMPUTE: Any = object()
 
 
-def _row_values(p: Participation, body: str, version: int) -> tuple[Any, ...]:
+def row_of(
+    p: Participation,
+    body: str,
+    *,
+    time_created: datetime | None = None,
+    due_at: str | None = _COMPUTE,
+) -> tuple[Any, ...]:
+    """The stored row of a new participation whose API JSON is `body` (`load_rows`' input).
+
+    A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
+    the moved `time_created` and `due_at`; by default both are `p`'s own.
+    """
+    return _row_values(p, body, 1, time_created=time_created, due_at=due_at)
+
+
+def _row_values(
+    p: Participation,
+    body: str,
+    version: int,
+    *,
+    time_created: datetime | None = None,
+    due_at: str | None = _COMPUTE,
+) -> tuple[Any, ...]:
     state = p.current_state
     return (
         p.id,
@@ -162,11 +182,11 @@ def _row_values(p: Participation, body: str, version: int) -> tuple[Any, ...]:
         p.programme.id,
         state.value,
         int(state in TERMINAL),
-        format_time(p.time_created),
+        format_time(time_created or p.time_created),
         p.scenario,
         version,
         body,
-        next_due_at(p),
+        next_due_at(p) if due_at is _COMPUTE else due_at,
     )
 
 

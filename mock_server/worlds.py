@@ -22,10 +22,10 @@ from fixtures.generator import shift
 from fixtures.worlds import WORLDS, World, build, participation_document
 from mock_server.catalog import Catalog
 from mock_server.clock import Clock, Namespace
-from mock_server.lifecycle import TERMINAL, Participation, State, format_time
+from mock_server.lifecycle import Participation, format_time
 from mock_server.scenarios import next_step
 from mock_server.settings import Account, Settings
-from mock_server.store import Store
+from mock_server.store import Store, row_of
 
 __all__ = [
     "WORLD_NAMES",
@@ -100,21 +100,12 @@ def shifted_row(p: Participation, delta: timedelta) -> tuple[Any, ...]:
     created = p.time_created + delta
     doc["time_created"] = created
     doc["time_updated"] = p.time_updated + delta
-    state: State = doc["current_state"]
     due = next_step(p)
-    return (
-        p.id,
-        p.account_id,
-        int(p.live_mode),
-        p.device_id,
-        p.programme.id,
-        state.value,
-        int(state in TERMINAL),
-        format_time(created),
-        p.scenario,
-        1,
+    return row_of(
+        p,
         orjson.dumps(doc, option=_ORJSON).decode(),
-        None if due is None else format_time(due.at + delta),
+        time_created=created,
+        due_at=None if due is None else format_time(due.at + delta),
     )
 
 
