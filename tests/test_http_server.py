@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from mock_server.server import banner
+from mock_server.server import FreezeAfterStartup, banner
 from mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +26,31 @@ def test_banner_names_the_urls_and_every_key() -> None:
     assert "http://127.0.0.1:9999" in text and "http://127.0.0.1:9999/ui/" in text
     for account in DEFAULT_ACCOUNT:
         assert account.account_id in text and account.api_key in text
+
+
+def test_the_heap_is_frozen_once_start_up_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: events.append("freeze"))
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            events.append("started")
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+
+    wrapped = FreezeAfterStartup(app)
+    asyncio.run(wrapped({"type": "lifespan"}, receive, send))
+    assert events == ["started", "freeze", "lifespan.startup.complete"]
+    asyncio.run(wrapped({"type": "http"}, receive, send))
+    assert events[-1] == "http.response.start" and events.count("freeze") == 1
 
 
 def _free_port() -> int:
