@@ -207,9 +207,12 @@ class Store:
             path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
         if path != ":memory:":
-            # 8 KiB pages hold three participations each, not one (bodies are ~2.3 KB): a
-            # third less to write in a bulk load. Only takes effect on a new file.
-            self._db.execute("PRAGMA page_size=8192")
+            # 4 KiB pages: a commit appends every page it dirtied (the row's leaf and one leaf
+            # per index) to the WAL, and 8 KiB pages doubled that (insert + commit 133 -> 97
+            # us). 8 KiB pages would hold three participations (~2.3 KB) each, not one: a bulk
+            # load of 100,000 inserts in 5.4 s instead of 6.6 s. Requests come first. Only
+            # takes effect on a new file.
+            self._db.execute("PRAGMA page_size=4096")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
