@@ -8,7 +8,8 @@ keys and running fnmatch each time. All depend only on the operation or the head
 done once here. And every API request went through the Swagger UI's router (six routes per API)
 before reaching the API: a path that cannot be one of the UI's now goes straight on. Handlers
 without files still had every request's form parsed (empty) to find them: a request that is
-not a form now has none, as Starlette would have said. The patches are
+not a form now has none, as Starlette would have said. Finding the Content-Type header (three
+times a request) built a `typing` subscription on every call. The patches are
 written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
 patched and Connexion behaves (and costs) as it ships.
 """
@@ -21,6 +22,7 @@ from fnmatch import fnmatch
 from importlib.metadata import version
 from typing import Any
 
+from connexion import utils as connexion_utils
 from connexion.apps.asynchronous import AsyncOperation
 from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict
@@ -39,6 +41,20 @@ _MEDIA_MATCHES: dict[tuple[tuple[str, ...], str], str | None] = {}
 _MEDIA_MATCHES_MAX = 4096  # Content-Type comes from clients: bounded
 # Every route of the Swagger UI middleware: {base}/openapi.json|yaml, {base}/ui, {base}/ui/...
 _UI_SUFFIXES = ("/openapi.json", "/openapi.yaml")
+
+
+def extract_content_type(headers: Any) -> str | None:
+    """`connexion.utils.extract_content_type` without the `typing` expression it evaluated per call.
+
+    The same result: the first Content-Type header of ASGI (bytes) or str pairs, or of a dict.
+    """
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
+        name = key.decode("latin-1") if isinstance(key, bytes) else key
+        if name.lower() == "content-type":
+            found: str = value.decode("latin-1") if isinstance(value, bytes) else value
+            return found
+    return None
 
 
 def install() -> bool:
@@ -107,6 +123,7 @@ def install() -> bool:
         return await connexion_files(self)
 
     ConnexionRequest.files = files  # type: ignore[method-assign]
+    connexion_utils.extract_content_type = extract_content_type
     SwaggerUIMiddleware.__call__ = swagger_ui_or_next  # type: ignore[method-assign]
     MediaTypeDict.__getitem__ = media_type_getitem  # type: ignore[method-assign]
     AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]

@@ -90,3 +90,25 @@ def test_swagger_ui_and_specs_still_served(path: str) -> None:
 
     client = create_app(Settings(db=":memory:")).test_client()
     assert client.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], None),
+        ([(b"host", b"x"), (b"Content-Type", b"application/json; charset=utf-8")],
+         "application/json; charset=utf-8"),
+        ([(b"content-type", b"a/b"), (b"content-type", b"c/d")], "a/b"),
+        ({"Content-Type": "text/plain"}, "text/plain"),
+        ({"accept": "text/plain"}, None),
+        ([("CONTENT-TYPE", "x/y")], "x/y"),
+    ],
+)
+def test_content_type_is_found_as_connexion_finds_it(headers: object, expected: str) -> None:
+    from connexion import utils
+
+    from mock_server import speedups
+
+    assert speedups.install()
+    assert utils.extract_content_type(headers) == expected
+    assert utils.extract_content_type is speedups.extract_content_type
