@@ -9,7 +9,8 @@ done once here. And every API request went through the Swagger UI's router (six 
 before reaching the API: a path that cannot be one of the UI's now goes straight on. Handlers
 without files still had every request's form parsed (empty) to find them: a request that is
 not a form now has none, as Starlette would have said. Finding the Content-Type header (three
-times a request) built a `typing` subscription on every call. The patches are
+times a request) built a `typing` subscription on every call, and the handler's request a URI
+parser. The patches are
 written against Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is
 patched and Connexion behaves (and costs) as it ships.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from connexion import utils as connexion_utils
 from connexion.apps.asynchronous import AsyncOperation
+from connexion.context import _operation as current_operation
 from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import main as decorators_main
@@ -75,13 +77,19 @@ def install() -> bool:
 
     def asgi_call(self: Any, function: Callable[..., Any]) -> Callable[..., Any]:
         # ASGIDecorator.__call__ with `decorate` moved out of the per-request wrapper; the
-        # request still comes from the request's own context (scope, receive).
+        # request still comes from the request's own context (scope, receive). Its URI parser
+        # holds only the operation's parameter and body definitions: built once per operation.
         decorated = self.decorate(function)
+        parsers: dict[int, tuple[Any, Any]] = {}  # id(operation) -> (operation, parser)
 
         @functools.wraps(function)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            current = current_operation.get()
+            known = parsers.get(id(current))
+            if known is None or known[0] is not current:
+                known = parsers[id(current)] = (current, self.uri_parser)
             request = self.framework.get_request(
-                uri_parser=self.uri_parser, scope=scope, receive=receive
+                uri_parser=known[1], scope=scope, receive=receive
             )
             return await decorated(request)
 
