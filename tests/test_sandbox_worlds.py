@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -25,7 +26,7 @@ from mock_server.catalog import Catalog
 from mock_server.clock import Namespace, SandboxClock
 from mock_server.lifecycle import format_time, new_participation
 from mock_server.settings import DEFAULT_ACCOUNT, Settings
-from mock_server.store import Store, row_of
+from mock_server.store import DuplicateParticipation, Store, row_of
 from mock_server.worlds import prepare, shifted_row
 from vpp_sandbox.cli import build_parser
 
@@ -188,6 +189,37 @@ def test_a_store_file_from_before_the_autopilot_is_migrated(tmp_path: Path) -> N
     store = Store(str(db))
     assert store.advance_due(Namespace(ACCOUNT_A, False), START + timedelta(days=7)) == 1
     assert store.get(Namespace(ACCOUNT_A, False), p.id).current_state.value == "ACTIVE"
+    store.close()
+
+
+def test_a_store_file_with_the_old_open_index_loses_it_and_still_refuses_duplicates(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old-index.db"
+    Store(str(db)).close()
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE INDEX participations_open "
+        "ON participations (account_id, live_mode, device_id, programme_id, terminal)"
+    )
+    con.commit()
+    con.close()
+    store = Store(str(db))
+    names = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "participations_open" not in names and "participations_device" in names
+    catalog = Catalog()
+    provider = catalog.provider("prv_" + "1" * 24)
+
+    def make(pid: str) -> Any:
+        return new_participation(
+            id=pid, account_id=ACCOUNT_A, live_mode=False, device_id="dev_" + "2" * 24,
+            location_id="loc_" + "2" * 24, reference_id=None, provider=provider,
+            programme=catalog.programme("vpr_" + "1" * 24, provider), now=START,
+        )
+
+    store.insert(make("vpp_" + "a" * 24))
+    with pytest.raises(DuplicateParticipation):
+        store.insert(make("vpp_" + "b" * 24))
     store.close()
 
 
