@@ -2,63 +2,26 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from mock_server.settings import DEFAULT_ACCOUNT
 from tests.contract_defects import SECOND
+from tests.serve_process import free_port, served
 from vpp_sandbox.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = _free_port()
     accounts = [f"{a.account_id}:{a.api_key}" for a in (*DEFAULT_ACCOUNT, SECOND)]
-    command = [sys.executable, "-m", "vpp_sandbox.cli", "serve", "--db", ":memory:",
-               "--port", str(port)]
+    args = ["--db", ":memory:"]
     for account in accounts:
-        command += ["--account", account]
-    proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/login", timeout=1).close()
-                break
-            except requests.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    pytest.fail(f"vpp-sandbox serve did not start: {err[-2000:]}")
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        args += ["--account", account]
+    with served(*args) as running:
+        yield running.base_url
 
 
 @pytest.mark.slow
@@ -116,7 +79,7 @@ def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
 
 def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     code = main([
-        "test", "--base-url", f"http://127.0.0.1:{_free_port()}", "--account-id", "acc_x",
+        "test", "--base-url", f"http://127.0.0.1:{free_port()}", "--account-id", "acc_x",
         "--api-key", "sk_test_x", "--profile", "quick",
     ])
     assert code == 2

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from serve_process import served
 
 from mock_server.server import FreezeAfterStartup, banner
 from mock_server.settings import DEFAULT_ACCOUNT, Settings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_banner_names_the_urls_and_every_key() -> None:
@@ -53,46 +47,25 @@ def test_the_heap_is_frozen_once_start_up_is_complete(monkeypatch: pytest.Monkey
     assert events[-1] == "http.response.start" and events.count("freeze") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_runs_a_real_server(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VPP_PORT": str(port)}
-    cmd = [sys.executable, "-m", "vpp_sandbox.cli", "serve", "--db", str(tmp_path / "s.db")]
-    with subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    r = requests.get(
-                        f"{base}/login",
-                        auth=(DEFAULT_ACCOUNT[0].account_id, DEFAULT_ACCOUNT[0].api_key),
-                        timeout=1,
-                    )
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("the server did not start")
-            assert r.status_code == 200
-            token = r.json()["bearer_token"]
-            r = requests.get(
-                f"{base}/vpp-participations",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=5,
-            )
-            assert r.status_code == 200 and r.json()["data"] == []
-            assert requests.get(f"{base}/ui/", timeout=5).status_code == 200
-        finally:
-            proc.terminate()
-            out, _ = proc.communicate(timeout=10)
+    with served("--db", str(tmp_path / "s.db"), cwd=tmp_path, port_via_env=True) as running:
+        base = running.base_url
+        r = requests.get(
+            f"{base}/login",
+            auth=(DEFAULT_ACCOUNT[0].account_id, DEFAULT_ACCOUNT[0].api_key),
+            timeout=5,
+        )
+        assert r.status_code == 200
+        token = r.json()["bearer_token"]
+        r = requests.get(
+            f"{base}/vpp-participations",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert r.status_code == 200 and r.json()["data"] == []
+        assert requests.get(f"{base}/ui/", timeout=5).status_code == 200
+    out = running.output
     assert f"Base URL:    {base}" in out
     assert DEFAULT_ACCOUNT[0].api_key in out and DEFAULT_ACCOUNT[1].api_key in out
     assert (tmp_path / "s.db").exists()

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +13,7 @@ import requests
 from fixture_checks import check_participation
 from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
 from sandbox_time import START, RealTime, parse, timed_sandbox
+from serve_process import served
 
 from fixtures.generator import shift
 from fixtures.worlds import build
@@ -31,7 +27,6 @@ from mock_server.worlds import prepare, shifted_row
 from vpp_sandbox.cli import build_parser
 
 DEMO = build("demo")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _serve(db: str, world: str = "demo", **settings: object) -> tuple[Sandbox, str]:
@@ -231,42 +226,22 @@ def test_accounts_of_the_sandbox_client_are_not_in_the_demo_world() -> None:
 @pytest.mark.slow
 def test_vpp_sandbox_serve_world_over_http(tmp_path: Path) -> None:
     """The real command: `serve --world demo` prints what it loaded; the controls answer."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VPP_PORT": str(port)}
-    cmd = [sys.executable, "-m", "vpp_sandbox.cli", "serve", "--world", "demo",
-           "--db", str(tmp_path / "s.db")]
     account = DEMO.accounts[1]  # a world account, not one of --account's
-    with subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    r = requests.get(
-                        f"{base}/login", auth=(account.account_id, account.test_key), timeout=1
-                    )
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("the server did not start")
-            assert r.status_code == 200
-            headers = {"Authorization": f"Bearer {r.json()['bearer_token']}"}
-            page = requests.get(f"{base}/vpp-participations?limit=100", headers=headers, timeout=5)
-            mine = [p for _, p in DEMO.participations
-                    if p.account_id == account.account_id and not p.live_mode]
-            assert len(page.json()["data"]) == len(mine)
-            r = requests.post(
-                f"{base}/_sandbox/clock", json={"advance": "P7D"}, headers=headers, timeout=5
-            )
-            assert r.status_code == 200 and r.json()["object"] == "sandbox_clock"
-            assert requests.get(f"{base}/_sandbox/ui/", timeout=5).status_code == 200
-        finally:
-            proc.terminate()
-            out, _ = proc.communicate(timeout=10)
+    with served("--world", "demo", "--db", str(tmp_path / "s.db"), cwd=tmp_path) as running:
+        base = running.base_url
+        r = requests.get(f"{base}/login", auth=(account.account_id, account.test_key), timeout=5)
+        assert r.status_code == 200
+        headers = {"Authorization": f"Bearer {r.json()['bearer_token']}"}
+        page = requests.get(f"{base}/vpp-participations?limit=100", headers=headers, timeout=5)
+        mine = [p for _, p in DEMO.participations
+                if p.account_id == account.account_id and not p.live_mode]
+        assert len(page.json()["data"]) == len(mine)
+        r = requests.post(
+            f"{base}/_sandbox/clock", json={"advance": "P7D"}, headers=headers, timeout=5
+        )
+        assert r.status_code == 200 and r.json()["object"] == "sandbox_clock"
+        assert requests.get(f"{base}/_sandbox/ui/", timeout=5).status_code == 200
+    out = running.output
     assert "World demo (seed 0): 44 participations loaded" in out
 
 

@@ -1,0 +1,72 @@
+"""Run the real `vpp-sandbox serve` command on a free loopback port, for the few tests that must."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    output: str = ""  # what the server printed, filled in when it has stopped
+
+
+@contextmanager
+def served(*args: str, cwd: Path = ROOT, port_via_env: bool = False) -> Iterator[Served]:
+    """`vpp-sandbox serve ARGS` until the block ends; it has answered a request when we yield.
+
+    The port goes in `--port`, or in `VPP_PORT` with `port_via_env`. Output goes to a file, not
+    a pipe, so a chatty server can never block on a full pipe.
+    """
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "vpp_sandbox.cli", "serve", *args]
+    if port_via_env:
+        env["VPP_PORT"] = str(port)
+    else:
+        command += ["--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = Served(f"http://127.0.0.1:{port}", proc)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    requests.get(server.base_url + "/login", timeout=1).close()
+                    break
+                except requests.ConnectionError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        pytest.fail(f"vpp-sandbox serve did not start: {log.read()[-2000:]!r}")
+                    time.sleep(0.1)
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            server.output = log.read().decode(errors="replace")
