@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +29,6 @@ from mock_server.scenarios import advance, next_step
 
 __all__ = [
     "DuplicateParticipation",
-    "Page",
     "ParticipationNotFound",
     "Store",
     "StoreError",
@@ -86,12 +84,6 @@ class UnknownCursor(StoreError):
             "the id of the first (ending_before) or last (starting_after) item of a page you "
             "received."
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Participation]
-    has_more: bool
 
 
 _SCHEMA = """
@@ -515,21 +507,6 @@ class Store:
             ).fetchall()
         return [_row_to_participation(r) for r in rows]
 
-    def list(
-        self,
-        namespace: Namespace,
-        *,
-        limit: int = 30,
-        starting_after: str | None = None,
-        ending_before: str | None = None,
-        device_id: str | None = None,
-    ) -> Page:
-        """A page newest first by (time_created, id); keyset cursors keep it stable."""
-        rows, has_more = self._page_rows(
-            namespace, limit, starting_after, ending_before, device_id
-        )
-        return Page([_row_to_participation(r) for r in rows], has_more)
-
     def list_json(
         self,
         namespace: Namespace,
@@ -539,10 +516,9 @@ class Store:
         ending_before: str | None = None,
         device_id: str | None = None,
     ) -> tuple[builtins.list[str], bool]:
-        """`list`, each item as its stored JSON text (see `get_json`), and `has_more`."""
-        rows, has_more = self._page_rows(
-            namespace, limit, starting_after, ending_before, device_id
-        )
+        """A page newest first by (time_created, id), each item as its stored JSON text (see
+        `get_json`), and `has_more`; keyset cursors keep it stable."""
+        rows, has_more = self._page_rows(namespace, limit, starting_after, ending_before, device_id)
         return [str(r[0]) for r in rows], has_more
 
     def _page_rows(

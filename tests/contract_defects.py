@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from mock_server.app import create_app
 from mock_server.lifecycle import Participation
 from mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
-from mock_server.store import Page, ParticipationNotFound, Store
+from mock_server.store import ParticipationNotFound, Store
 
 __all__ = ["DEFECTS", "SECOND", "Defect", "build"]
 
@@ -341,14 +341,6 @@ class LeakyStore(Store):
 
 class RepeatingStore(Store):
     """Off-by-one cursor: the next page starts with the cursor item again."""
-
-    def list(self, namespace: Any, **kwargs: Any) -> Page:
-        page = super().list(namespace, **kwargs)
-        cursor = kwargs.get("starting_after")
-        if cursor is None:
-            return page
-        again = super().get(namespace, cursor)
-        return Page([again, *page.items][: kwargs.get("limit", 30)], page.has_more)
 
     def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
         items, has_more = super().list_json(namespace, **kwargs)
