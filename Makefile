@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck contract bench clean
+.PHONY: install run test lint typecheck contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,10 +16,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# `make run` serves the demo world (loaded once, into an empty store); WORLD= for another.
+# `make run` serves the demo world (loaded once, into an empty store); WORLD= for another,
+# PORT=, HOST= and DB= for where it listens and keeps its data (else VPP_PORT, VPP_HOST, VPP_DB).
 WORLD ?= demo
 run: $(STAMP)
-	$(BIN)/vpp-sandbox serve --world $(WORLD)
+	$(BIN)/vpp-sandbox serve --world $(WORLD) $(if $(PORT),--port $(PORT)) \
+	  $(if $(HOST),--host $(HOST)) $(if $(DB),--db $(DB))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,7 +30,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The contract suites against a running sandbox (`make run` in another terminal) or any URL.
 BASE_URL ?= http://127.0.0.1:8080
@@ -44,6 +46,16 @@ contract: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/vs_prism.py
+
+# The exact versions make and CI install, from a fresh venv with the ranges of pyproject.toml.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet --upgrade "pip==25.3"
+	.venv-constraints/bin/python -m pip install --quiet ".[dev]"
+	( echo "# Exact versions for make and CI (pyproject.toml has the ranges). Regenerate with: make constraints"; \
+	  .venv-constraints/bin/python -m pip freeze --exclude vpp-sandbox ) > constraints.txt
+	rm -rf .venv-constraints
 
 clean:
 	rm -rf $(VENV) .hypothesis .schemathesis schemathesis-report reports

@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
-    from contract_tests.runner import options_for, run_suites
-    from contract_tests.target import Credentials, Target
-    from mock_server.app import create_app
-    from mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
+    from vpp_sandbox.contract_tests.runner import options_for, run_suites
+    from vpp_sandbox.contract_tests.target import Credentials, Target
+    from vpp_sandbox.mock_server.app import create_app
+    from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 
     second = Account("acc_" + "5e" * 12, "sk_test_contractsecondaccount")
     first = DEFAULT_ACCOUNT[0]

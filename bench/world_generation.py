@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fixtures.worlds import World, build
+from vpp_sandbox.fixtures.worlds import World, build
 
 
 def _timed(label: str, func: object, *args: object, **kwargs: object) -> object:

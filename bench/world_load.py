@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
-from mock_server.app import create_app  # noqa: E402
-from mock_server.catalog import Catalog  # noqa: E402
-from mock_server.clock import Namespace, SandboxClock  # noqa: E402
-from mock_server.settings import Settings  # noqa: E402
-from mock_server.store import Store  # noqa: E402
-from mock_server.worlds import prepare  # noqa: E402
+from vpp_sandbox.mock_server.app import create_app  # noqa: E402
+from vpp_sandbox.mock_server.catalog import Catalog  # noqa: E402
+from vpp_sandbox.mock_server.clock import Namespace, SandboxClock  # noqa: E402
+from vpp_sandbox.mock_server.settings import Settings  # noqa: E402
+from vpp_sandbox.mock_server.store import Store  # noqa: E402
+from vpp_sandbox.mock_server.worlds import prepare  # noqa: E402
 
 
 def _row(label: str, value: str) -> None:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import schemathesis
 
-from contract_tests import model
-from contract_tests.ledger import (
+from vpp_sandbox.contract_tests import model
+from vpp_sandbox.contract_tests.ledger import (
     Identity,
     Ledger,
     Observation,
@@ -26,7 +26,7 @@ from contract_tests.ledger import (
     basic_credentials,
     exchange_from_prepared,
 )
-from contract_tests.target import Exchange
+from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = [
     "CHECKS",

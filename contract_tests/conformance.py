@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 
-from contract_tests import checks
-from contract_tests.report import Failure, Options, SuiteResult
-from contract_tests.session import Session
+from vpp_sandbox import openapi
+from vpp_sandbox.contract_tests import checks
+from vpp_sandbox.contract_tests.report import Failure, Options, SuiteResult
+from vpp_sandbox.contract_tests.session import Session
 
-__all__ = ["SPEC", "run_conformance", "run_stateful"]
-
-SPEC = Path(__file__).resolve().parent.parent / "openapi" / "vpp-participations.yaml"
+__all__ = ["run_conformance", "run_stateful"]
 
 # Statuses a schema-valid request may legitimately get (ST202 otherwise): a random cursor is
 # unknown (400, trap T10), a random id is someone else's or nobody's (404), a random update
@@ -73,7 +71,7 @@ def _run(session: Session, options: Options, name: str, phases: tuple[str, ...])
     started = time.monotonic()
     result = SuiteResult(name)
     config = SchemathesisConfig.from_dict(_config(session, options, phases))
-    schema = schemathesis.openapi.from_path(SPEC, config=config)
+    schema = schemathesis.openapi.from_dict(openapi.load(), config=config)
     if session.target.in_process:
         schema.app = session.target.app
     checks.activate(session.ledger, session.target.base_url)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from contract_tests.target import Exchange
+from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = [
     "Identity",

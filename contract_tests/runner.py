@@ -19,13 +19,18 @@ from dataclasses import replace
 
 import requests
 
-from contract_tests.conformance import run_conformance, run_stateful
-from contract_tests.ledger import Ledger
-from contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
-from contract_tests.session import Session
-from contract_tests.suites import run_cross_request, run_isolation, run_pagination, run_security
-from contract_tests.target import Credentials, Target
-from contract_tests.walk import run_walk
+from vpp_sandbox.contract_tests.conformance import run_conformance, run_stateful
+from vpp_sandbox.contract_tests.ledger import Ledger
+from vpp_sandbox.contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
+from vpp_sandbox.contract_tests.session import Session
+from vpp_sandbox.contract_tests.suites import (
+    run_cross_request,
+    run_isolation,
+    run_pagination,
+    run_security,
+)
+from vpp_sandbox.contract_tests.target import Credentials, Target
+from vpp_sandbox.contract_tests.walk import run_walk
 
 __all__ = ["SUITES", "options_for", "run", "run_suites"]
 

@@ -6,10 +6,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from contract_tests.checks import check_exchange
-from contract_tests.ledger import Identity, Ledger
-from contract_tests.report import Failure
-from contract_tests.target import Credentials, Exchange, HttpClient, Target
+from vpp_sandbox.contract_tests.checks import check_exchange
+from vpp_sandbox.contract_tests.ledger import Identity, Ledger
+from vpp_sandbox.contract_tests.report import Failure
+from vpp_sandbox.contract_tests.target import Credentials, Exchange, HttpClient, Target
 
 __all__ = ["Session", "random_id"]
 

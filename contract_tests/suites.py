@@ -13,10 +13,10 @@ from typing import Any
 
 import jwt
 
-from contract_tests import checks
-from contract_tests.ledger import Observation, participations_in
-from contract_tests.report import Options, SuiteResult
-from contract_tests.session import VPP, Session, random_id
+from vpp_sandbox.contract_tests import checks
+from vpp_sandbox.contract_tests.ledger import Observation, participations_in
+from vpp_sandbox.contract_tests.report import Options, SuiteResult
+from vpp_sandbox.contract_tests.session import VPP, Session, random_id
 
 __all__ = ["run_cross_request", "run_isolation", "run_pagination", "run_security"]
 

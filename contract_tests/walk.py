@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from contract_tests import model
-from contract_tests.report import Options, SuiteResult
-from contract_tests.session import Session
+from vpp_sandbox.contract_tests import model
+from vpp_sandbox.contract_tests.report import Options, SuiteResult
+from vpp_sandbox.contract_tests.session import Session
 
 __all__ = ["run_walk"]
 

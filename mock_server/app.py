@@ -4,48 +4,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import connexion
 import inflection
-import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
-from mock_server import errors, speedups
-from mock_server.auth import Authenticator, security_map
-from mock_server.catalog import Catalog
-from mock_server.clock import Clock, SandboxClock
-from mock_server.control import Control
-from mock_server.encoding import OrjsonJsonifier
-from mock_server.faults import FaultMiddleware
-from mock_server.handlers import AppState, Handlers
-from mock_server.settings import Settings
-from mock_server.store import Store
-from mock_server.validation import BodyLimitMiddleware, validator_map
+from vpp_sandbox import openapi
+from vpp_sandbox.mock_server import errors, speedups
+from vpp_sandbox.mock_server.auth import Authenticator, security_map
+from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.clock import Clock, SandboxClock
+from vpp_sandbox.mock_server.control import Control
+from vpp_sandbox.mock_server.encoding import OrjsonJsonifier
+from vpp_sandbox.mock_server.faults import FaultMiddleware
+from vpp_sandbox.mock_server.handlers import AppState, Handlers
+from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.validation import BodyLimitMiddleware, validator_map
 
 __all__ = [
     "CONTROL_BASE_PATH",
-    "CONTROL_SPEC_PATH",
-    "SPEC_PATH",
     "SnakeCaseResolver",
     "create_app",
-    "load_spec",
 ]
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "vpp-participations.yaml"
-CONTROL_SPEC_PATH = SPEC_PATH.parent / "sandbox-control.yaml"
 CONTROL_BASE_PATH = "/_sandbox"
-
-
-def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as f:
-        spec: dict[str, Any] = yaml.safe_load(f)
-    return spec
 
 
 class SnakeCaseResolver(Resolver):  # type: ignore[misc]
@@ -86,8 +74,8 @@ def create_app(
         catalog=catalog if catalog is not None else Catalog(),
         authenticator=Authenticator(settings),
     )
-    spec = load_spec()
-    control_spec = load_spec(CONTROL_SPEC_PATH)
+    spec = openapi.load(openapi.CONTRACT)
+    control_spec = openapi.load(openapi.CONTROL)
     # Error contexts, 404s and 405 `Allow` headers know the paths of both APIs.
     routes = {
         "paths": {
@@ -97,14 +85,13 @@ def create_app(
     }
     app = connexion.AsyncApp(
         __name__,
-        specification_dir=str(SPEC_PATH.parent),
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
         jsonifier=OrjsonJsonifier(),
     )
     # The control API first: the contract's API is mounted at the root and would take its paths.
     app.add_api(
-        CONTROL_SPEC_PATH.name,
+        openapi.load(openapi.CONTROL),  # Connexion resolves $refs in place: its own copy
         base_path=CONTROL_BASE_PATH,
         resolver=SnakeCaseResolver(Control(state)),
         pythonic_params=True,
@@ -113,7 +100,7 @@ def create_app(
         validator_map=validator_map(),
     )
     app.add_api(
-        SPEC_PATH.name,
+        openapi.load(openapi.CONTRACT),
         resolver=SnakeCaseResolver(Handlers(state)),
         pythonic_params=True,
         strict_validation=True,

@@ -13,9 +13,9 @@ from typing import Any
 import jwt
 from connexion.security import BasicSecurityHandler, BearerSecurityHandler
 
-from mock_server.errors import ApiError
-from mock_server.lifecycle import format_time
-from mock_server.settings import Account, Settings
+from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.lifecycle import format_time
+from vpp_sandbox.mock_server.settings import Account, Settings
 
 __all__ = ["ISSUER", "Authenticator", "security_map"]
 

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from mock_server.lifecycle import Party
+from vpp_sandbox.mock_server.lifecycle import Party
 
 __all__ = ["Catalog"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
-from mock_server.lifecycle import format_time
+from vpp_sandbox.mock_server.lifecycle import format_time
 
 __all__ = [
     "Clock",

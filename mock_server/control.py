@@ -9,11 +9,11 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from mock_server.clock import ClockBackwards, Namespace, SandboxClock
-from mock_server.errors import ApiError
-from mock_server.handlers import AppState, Result
-from mock_server.lifecycle import format_time, parse_time
-from mock_server.worlds import load_into, open_world, register
+from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxClock
+from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.handlers import AppState, Result
+from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
+from vpp_sandbox.mock_server.worlds import load_into, open_world, register
 
 __all__ = ["Control", "parse_duration"]
 

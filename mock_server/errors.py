@@ -13,8 +13,8 @@ from connexion.exceptions import ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from mock_server.lifecycle import LifecycleError, format_time
-from mock_server.store import StoreError
+from vpp_sandbox.mock_server.lifecycle import LifecycleError, format_time
+from vpp_sandbox.mock_server.store import StoreError
 
 __all__ = [
     "CATALOGUE",

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mock_server.errors import ApiError
+from vpp_sandbox.mock_server.errors import ApiError
 
 __all__ = ["FAULT_HEADER", "FORCEABLE", "FaultMiddleware", "TokenBucket"]
 

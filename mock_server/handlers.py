@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mock_server.auth import Authenticator
-from mock_server.catalog import Catalog
-from mock_server.clock import Clock, Namespace, SandboxClock
-from mock_server.encoding import Stored, stored
-from mock_server.errors import ApiError
-from mock_server.lifecycle import apply_update, new_participation, parse_records
-from mock_server.scenarios import scenario_for_device
-from mock_server.settings import Settings
-from mock_server.store import Store
+from vpp_sandbox.mock_server.auth import Authenticator
+from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
+from vpp_sandbox.mock_server.encoding import Stored, stored
+from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.lifecycle import apply_update, new_participation, parse_records
+from vpp_sandbox.mock_server.scenarios import scenario_for_device
+from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store
 
 __all__ = ["AppState", "Handlers", "new_participation_id"]
 

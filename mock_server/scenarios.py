@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mock_server.lifecycle import (
+from vpp_sandbox.mock_server.lifecycle import (
     EXPECTED_DELAY,
     TERMINAL,
     Participation,

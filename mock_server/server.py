@@ -11,7 +11,7 @@ from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mock_server.settings import Settings
+from vpp_sandbox.mock_server.settings import Settings
 
 __all__ = ["banner", "serve"]
 
@@ -80,11 +80,11 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
 
-    from mock_server.app import create_app
-    from mock_server.catalog import Catalog
-    from mock_server.clock import SandboxClock
-    from mock_server.store import Store
-    from mock_server.worlds import prepare
+    from vpp_sandbox.mock_server.app import create_app
+    from vpp_sandbox.mock_server.catalog import Catalog
+    from vpp_sandbox.mock_server.clock import SandboxClock
+    from vpp_sandbox.mock_server.store import Store
+    from vpp_sandbox.mock_server.worlds import prepare
 
     out = out or sys.stdout
     store = Store(settings.db)
@@ -113,10 +113,11 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             workers=1,
             reload=False,
             log_level=settings.log_level,
-            # The fast event loop and HTTP parser (both installed with uvicorn[standard]);
-            # no access log line per request (VPP_LOG_LEVEL=info still logs the rest).
-            loop="uvloop",
-            http="httptools",
+            # uvicorn picks uvloop and httptools when they are installed (`vpp-sandbox[fast]`),
+            # else asyncio and h11. No access log line per request (VPP_LOG_LEVEL=info still
+            # logs the rest).
+            loop="auto",
+            http="auto",
             access_log=False,
             proxy_headers=False,  # a local sandbox: no proxy in front to believe
         )

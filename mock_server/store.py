@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from mock_server.clock import ClockState, Namespace
-from mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
-from mock_server.scenarios import advance, next_step
+from vpp_sandbox.mock_server.clock import ClockState, Namespace
+from vpp_sandbox.mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
+from vpp_sandbox.mock_server.scenarios import advance, next_step
 
 __all__ = [
     "DuplicateParticipation",

@@ -23,7 +23,7 @@ from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mock_server.errors import ApiError
+from vpp_sandbox.mock_server.errors import ApiError
 
 __all__ = [
     "BodyLimitMiddleware",

@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from fixtures.generator import shift
-from fixtures.worlds import WORLDS, World, build, participation_document
-from mock_server.catalog import Catalog
-from mock_server.clock import Clock, Namespace
-from mock_server.lifecycle import Participation, format_time
-from mock_server.scenarios import next_step
-from mock_server.settings import Account, Settings
-from mock_server.store import Store, row_of
+from vpp_sandbox.fixtures.generator import shift
+from vpp_sandbox.fixtures.worlds import WORLDS, World, build, participation_document
+from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.clock import Clock, Namespace
+from vpp_sandbox.mock_server.lifecycle import Participation, format_time
+from vpp_sandbox.mock_server.scenarios import next_step
+from vpp_sandbox.mock_server.settings import Account, Settings
+from vpp_sandbox.mock_server.store import Store, row_of
 
 __all__ = [
     "WORLD_NAMES",

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from mock_server.app import create_app
-from mock_server.lifecycle import Participation
-from mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
-from mock_server.store import ParticipationNotFound, Store
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.lifecycle import Participation
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
+from vpp_sandbox.mock_server.store import ParticipationNotFound, Store
 
 __all__ = ["DEFECTS", "SECOND", "Defect", "build"]
 

@@ -6,9 +6,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from mock_server.app import create_app
-from mock_server.settings import Account, Settings
-from mock_server.store import Store
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.settings import Account, Settings
+from vpp_sandbox.mock_server.store import Store
 
 ACCOUNT_A = "acc_" + "a1" * 12
 ACCOUNT_B = "acc_" + "b2" * 12

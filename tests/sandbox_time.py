@@ -8,10 +8,10 @@ from typing import Any
 
 from sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
 
-from mock_server.app import create_app
-from mock_server.clock import SandboxClock
-from mock_server.settings import Settings
-from mock_server.store import Store
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.clock import SandboxClock
+from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store
 
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 

@@ -12,14 +12,35 @@ WEB = {"connexion", "starlette", "uvicorn", "httpx", "requests", "jwt", "sqlite3
 IO_AND_CLOCK = {"os", "time", "socket", "asyncio", "threading", "random", "secrets"}
 
 
-def _imports(path: Path) -> set[str]:
+PACKAGE = "vpp_sandbox."
+OURS = ("contract_tests", "fixtures", "mock_server", "openapi")
+
+
+def _raw_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module == "vpp_sandbox":
+            found |= {f"vpp_sandbox.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Imported modules, ours named without the `vpp_sandbox.` prefix (`mock_server.store`)."""
+    found = set()
+    for name in _raw_imports(path):
+        if name == "vpp_sandbox":
+            found.add("vpp_sandbox")
+        elif name.startswith(PACKAGE):
+            found.add(name.removeprefix(PACKAGE))
+        else:
+            found.add(name)
     return found
 
 
@@ -72,7 +93,20 @@ def test_fixtures_use_only_the_domain(path: Path) -> None:
 
 @pytest.mark.parametrize("path", _modules("mock_server"), ids=lambda p: p.name)
 def test_mock_never_imports_the_suites_or_the_cli(path: Path) -> None:
-    assert not _top(_imports(path)) & {"contract_tests", "vpp_sandbox"}
+    imported = _imports(path)
+    assert not _top(imported) & {"contract_tests", "vpp_sandbox"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in (*OURS, "vpp_sandbox", "tests", "bench") for p in _modules(package)],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_everything_is_imported_under_the_one_package_name(path: Path) -> None:
+    """An installed wheel has no top-level mock_server, fixtures, ...: only vpp_sandbox."""
+    raw = _raw_imports(path)
+    assert not {n.split(".")[0] for n in raw} & set(OURS), f"{path} imports a bare package name"
+    assert not {n for n in raw if n.startswith(".")}, f"{path} uses a relative import"
 
 
 def test_only_settings_reads_the_environment() -> None:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract_tests import checks, model
-from contract_tests.ledger import Identity, Ledger, Observation
-from contract_tests.target import Exchange
+from vpp_sandbox.contract_tests import checks, model
+from vpp_sandbox.contract_tests.ledger import Identity, Ledger, Observation
+from vpp_sandbox.contract_tests.target import Exchange
 
 IDENTITY = Identity("acc_" + "1" * 24, False)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from contract_tests.report import Options, Report
-from contract_tests.runner import SUITES, run_suites
-from contract_tests.target import Credentials, Target
-from mock_server.settings import DEFAULT_ACCOUNT
 from tests.contract_defects import DEFECTS, SECOND, Defect, build
+from vpp_sandbox.contract_tests.report import Options, Report
+from vpp_sandbox.contract_tests.runner import SUITES, run_suites
+from vpp_sandbox.contract_tests.target import Credentials, Target
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 # Small but complete: every suite runs, with few generated examples per operation.
 TINY = Options(

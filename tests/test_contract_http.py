@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mock_server.settings import DEFAULT_ACCOUNT
 from tests.contract_defects import SECOND
 from tests.serve_process import free_port, served
 from vpp_sandbox.cli import main
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,9 @@ def test_a_live_token_cannot_see_test_objects(
 def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
     server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from contract_tests.report import Options
-    from contract_tests.runner import run_suites
-    from contract_tests.target import Credentials, Target
+    from vpp_sandbox.contract_tests.report import Options
+    from vpp_sandbox.contract_tests.runner import run_suites
+    from vpp_sandbox.contract_tests.target import Credentials, Target
 
     first = DEFAULT_ACCOUNT[0]
     target = Target(Credentials(first.account_id, first.api_key), base_url=server)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fixture_checks import check_participation
 
-from fixtures.catalogue import Catalogue
-from fixtures.scenarios import (
+from vpp_sandbox.fixtures.catalogue import Catalogue
+from vpp_sandbox.fixtures.scenarios import (
     DEFAULT_SCENARIO,
     SCENARIO_DEVICES,
     SCENARIOS,
@@ -18,8 +18,8 @@ from fixtures.scenarios import (
     next_step,
     scenario_for_device,
 )
-from fixtures.worlds import build
-from mock_server.lifecycle import (
+from vpp_sandbox.fixtures.worlds import build
+from vpp_sandbox.mock_server.lifecycle import (
     Participation,
     Party,
     Reason,

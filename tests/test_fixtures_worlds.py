@@ -17,9 +17,9 @@ from fixture_checks import EDGES, STATES, check_participation, history_edges
 from openapi_schema_validator import OAS30Validator
 from spec_tools import resolve_refs
 
-from fixtures.cli import run
-from fixtures.scenarios import SCENARIOS, next_step
-from fixtures.worlds import (
+from vpp_sandbox.fixtures.cli import run
+from vpp_sandbox.fixtures.scenarios import SCENARIOS, next_step
+from vpp_sandbox.fixtures.worlds import (
     WORLDS_DIR,
     World,
     build,
@@ -27,8 +27,8 @@ from fixtures.worlds import (
     participation_document,
     participation_from_document,
 )
-from mock_server.lifecycle import TERMINAL, Participation, format_time
-from mock_server.settings import DEFAULT_ACCOUNT
+from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[1]
 REASONS = {

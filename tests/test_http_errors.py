@@ -11,11 +11,12 @@ import jwt
 import pytest
 from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
 
-from mock_server.app import create_app, load_spec
-from mock_server.settings import Settings
-from mock_server.store import Store
+from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store
 
-SPEC = load_spec()
+SPEC = openapi.load()
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error", "components": SPEC["components"]}
 ERROR_VALIDATOR = jsonschema.Draft4Validator(
     ERROR_SCHEMA, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER

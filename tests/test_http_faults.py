@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from openapi_schema_validator import OAS30Validator
 from sandbox_client import ACCOUNT_B, make_sandbox
 from spec_tools import resolve_refs
 
-from mock_server.app import SPEC_PATH
-from mock_server.faults import FaultMiddleware, TokenBucket
+from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.faults import FaultMiddleware, TokenBucket
 
 
 def _error_validator() -> OAS30Validator:
-    spec: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    spec: dict[str, Any] = openapi.load()
     return OAS30Validator(resolve_refs(spec, spec["components"]["schemas"]["Error"]))
 
 

@@ -8,7 +8,7 @@ import jwt
 import pytest
 from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
 
-from mock_server.lifecycle import Party
+from vpp_sandbox.mock_server.lifecycle import Party
 
 JOIN = [
     "AWAITING_CUSTOMER_CONSENT",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sandbox_client import Sandbox, make_sandbox, new_id
 
-from mock_server.clock import Namespace
+from vpp_sandbox.mock_server.clock import Namespace
 
 
 class SteppingClock:

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from sandbox_client import ACCOUNT_A, make_sandbox, step
 
-from mock_server.clock import Namespace
-from mock_server.lifecycle import Reason, Record, State, Status, apply_update
-from mock_server.store import Store
+from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.lifecycle import Reason, Record, State, Status, apply_update
+from vpp_sandbox.mock_server.store import Store
 
 JOIN = [
     "AWAITING_CUSTOMER_CONSENT",

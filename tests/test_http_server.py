@@ -11,8 +11,8 @@ import pytest
 import requests
 from serve_process import served
 
-from mock_server.server import FreezeAfterStartup, banner
-from mock_server.settings import DEFAULT_ACCOUNT, Settings
+from vpp_sandbox.mock_server.server import FreezeAfterStartup, banner
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 
 def test_banner_names_the_urls_and_every_key() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mock_server.app import create_app
-from mock_server.settings import Settings
-from mock_server.store import Store
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store
 
 
 def test_app_builds_and_serves_login_and_a_participation() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mock_server.lifecycle import (
+from vpp_sandbox.mock_server.lifecycle import (
     IllegalTransition,
     InvalidTimeline,
     LifecycleError,

@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 from sandbox_client import make_sandbox
 from spec_tools import operations, resolve_refs
 
-from mock_server.app import CONTROL_SPEC_PATH, SPEC_PATH
-from mock_server.errors import CATALOGUE, CONTEXTS
+from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.errors import CATALOGUE, CONTEXTS
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(CONTROL_SPEC_PATH.read_text())
+    loaded: dict[str, Any] = openapi.load(openapi.CONTROL)
     return loaded
 
 
@@ -41,7 +40,7 @@ def test_every_operation_is_named_authenticated_and_has_an_error_context(
 
 
 def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[str, Any]) -> None:
-    contract = yaml.safe_load(SPEC_PATH.read_text())
+    contract = openapi.load(openapi.CONTRACT)
     ours = spec["components"]["schemas"]["Error"]
     theirs = contract["components"]["schemas"]["Error"]
     assert ours["required"] == theirs["required"]
@@ -67,7 +66,7 @@ def test_every_example_validates(spec: dict[str, Any]) -> None:
 
 
 def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
-    text = SPEC_PATH.read_text()
+    text = openapi.text(openapi.CONTRACT)
     assert "_sandbox" not in text
     client = make_sandbox().client
     served = client.get("/openapi.json").json()

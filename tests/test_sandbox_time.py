@@ -10,8 +10,8 @@ from fixture_checks import check_participation
 from sandbox_client import ACCOUNT_A, step
 from sandbox_time import START, parse, past, timed_sandbox
 
-from mock_server.lifecycle import format_time
-from mock_server.scenarios import SCENARIO_DEVICES, SCENARIOS
+from vpp_sandbox.mock_server.lifecycle import format_time
+from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES, SCENARIOS
 
 HAPPY = [
     "ENROLMENT_REQUESTED",
@@ -251,7 +251,7 @@ def test_clock_and_autopilot_state_survive_a_restart(tmp_path: Path) -> None:
 def test_only_due_rows_are_touched() -> None:
     ts = timed_sandbox()
     ns_pids = [ts.sb.create().json()["id"] for _ in range(3)]
-    from mock_server.clock import Namespace
+    from vpp_sandbox.mock_server.clock import Namespace
 
     ns = Namespace(ACCOUNT_A, False)
     store = ts.sb.store
@@ -278,7 +278,7 @@ def test_only_due_rows_are_touched() -> None:
     ],
 )
 def test_durations(text: str | int, expected: timedelta) -> None:
-    from mock_server.control import parse_duration
+    from vpp_sandbox.mock_server.control import parse_duration
 
     assert parse_duration(text) == expected
     ts = timed_sandbox()

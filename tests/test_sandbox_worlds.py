@@ -15,16 +15,16 @@ from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
 from sandbox_time import START, RealTime, parse, timed_sandbox
 from serve_process import served
 
-from fixtures.generator import shift
-from fixtures.worlds import build
-from mock_server.app import create_app
-from mock_server.catalog import Catalog
-from mock_server.clock import Namespace, SandboxClock
-from mock_server.lifecycle import format_time, new_participation
-from mock_server.settings import DEFAULT_ACCOUNT, Settings
-from mock_server.store import DuplicateParticipation, Store, row_of
-from mock_server.worlds import prepare, shifted_row
 from vpp_sandbox.cli import build_parser
+from vpp_sandbox.fixtures.generator import shift
+from vpp_sandbox.fixtures.worlds import build
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.clock import Namespace, SandboxClock
+from vpp_sandbox.mock_server.lifecycle import format_time, new_participation
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
+from vpp_sandbox.mock_server.store import DuplicateParticipation, Store, row_of
+from vpp_sandbox.mock_server.worlds import prepare, shifted_row
 
 DEMO = build("demo")
 

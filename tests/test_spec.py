@@ -213,7 +213,7 @@ def test_spec_transition_table_matches_the_contract(spec: dict[str, Any]) -> Non
 
 
 def test_mock_lifecycle_table_matches_the_spec(spec: dict[str, Any]) -> None:
-    from mock_server.lifecycle import TRANSITIONS
+    from vpp_sandbox.mock_server.lifecycle import TRANSITIONS
 
     description = spec["paths"]["/vpp-participations/{participation_id}"]["post"]["description"]
     in_spec = _markdown_table(description, "| from | to |")

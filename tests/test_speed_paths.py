@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from mock_server.auth import Authenticator
-from mock_server.errors import ApiError
-from mock_server.settings import DEFAULT_ACCOUNT, Settings
-from mock_server.validation import compiled
+from vpp_sandbox.mock_server.auth import Authenticator
+from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
+from vpp_sandbox.mock_server.validation import compiled
 
 
 def test_a_cached_token_still_expires() -> None:
@@ -69,7 +69,7 @@ def test_write_only_schemas_are_left_to_jsonschema() -> None:
 def test_media_type_matches_are_connexions(media_type: str) -> None:
     from connexion.datastructures import MediaTypeDict
 
-    from mock_server import speedups
+    from vpp_sandbox.mock_server import speedups
 
     assert speedups.install()
     table = MediaTypeDict({"*/*json": "json", "text/*": "text", "application/json": "exact"})
@@ -86,7 +86,7 @@ def test_media_type_matches_are_connexions(media_type: str) -> None:
     "path", ["/ui/", "/openapi.json", "/openapi.yaml", "/_sandbox/ui/", "/_sandbox/openapi.json"]
 )
 def test_swagger_ui_and_specs_still_served(path: str) -> None:
-    from mock_server.app import create_app
+    from vpp_sandbox.mock_server.app import create_app
 
     client = create_app(Settings(db=":memory:")).test_client()
     assert client.get(path).status_code == 200
@@ -107,7 +107,7 @@ def test_swagger_ui_and_specs_still_served(path: str) -> None:
 def test_content_type_is_found_as_connexion_finds_it(headers: object, expected: str) -> None:
     from connexion import utils
 
-    from mock_server import speedups
+    from vpp_sandbox.mock_server import speedups
 
     assert speedups.install()
     assert utils.extract_content_type(headers) == expected

@@ -10,7 +10,7 @@ __all__ = ["build_parser", "main"]
 
 
 def _account(text: str) -> object:
-    from mock_server.settings import parse_account
+    from vpp_sandbox.mock_server.settings import parse_account
 
     try:
         return parse_account(text)
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        from mock_server.server import serve
-        from mock_server.settings import Settings
+        from vpp_sandbox.mock_server.server import serve
+        from vpp_sandbox.mock_server.settings import Settings
 
         settings = Settings.from_env(
             host=args.host,
@@ -104,10 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return serve(settings)
     if args.command == "test":
-        from contract_tests.runner import run
+        from vpp_sandbox.contract_tests.runner import run
 
         return run(args)
-    from fixtures.cli import run as run_fixtures
+    from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
 
