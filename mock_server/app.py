@@ -25,6 +25,7 @@ from vpp_sandbox.mock_server.faults import FaultMiddleware
 from vpp_sandbox.mock_server.handlers import AppState, Handlers
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 from vpp_sandbox.mock_server.validation import BodyLimitMiddleware, validator_map
 
 __all__ = [
@@ -66,12 +67,12 @@ def create_app(
     /_sandbox (its own spec, Swagger UI at /_sandbox/ui/), with the same auth and errors.
     """
     speedups.install()
-    store = store if store is not None else Store(settings.db)
+    store = store if store is not None else open_store(settings.db)
     state = AppState(
         settings=settings,
         store=store,
         clock=clock if clock is not None else SandboxClock(store),
-        catalog=catalog if catalog is not None else Catalog(),
+        catalog=catalog if catalog is not None else Catalog(store),
         authenticator=Authenticator(settings),
     )
     spec = openapi.load(openapi.CONTRACT)
@@ -109,7 +110,7 @@ def create_app(
     )
     # `now` looks the clock up on every call: a test or a world may swap `app.state.clock`.
     errors.install(
-        app, routes, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.now()
+        app, routes, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.real()
     )
     router = errors.Router(routes)
 
@@ -119,7 +120,7 @@ def create_app(
             message,
             context=router.context(scope.get("method", "GET"), scope.get("path", "/")),
             live_mode=state.authenticator.live_mode_of(Headers(scope=scope)),
-            now=state.clock.now(),
+            now=state.clock.real(),
         )
         payload = json.dumps(body).encode()
         await send(
@@ -139,6 +140,7 @@ def create_app(
     app.add_middleware(
         FaultMiddleware,
         position=MiddlewarePosition.BEFORE_VALIDATION,
+        buckets=store,
         rate_limit=settings.rate_limit,
     )
     app.add_middleware(

@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
 
 from vpp_sandbox.mock_server.lifecycle import Party
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "Resolved", "derived_location", "derived_programme", "derived_provider"]
 
 _PROVIDER_STEMS = (
     "Brightwater",
@@ -75,19 +79,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-class Catalog:
-    """Known providers, programmes and device locations (from a loaded world), with fallbacks.
+class CatalogStore(Protocol):
+    async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None: ...
 
-    Unknown ids get realistic UK-style data derived deterministically from the id, so the same
-    id always shows the same names and URLs.
+    async def catalog_get(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]: ...
+
+
+def _party_json(party: Party) -> str:
+    return orjson.dumps([party.display_name, party.url]).decode()
+
+
+def _party(party_id: str, data: str) -> Party:
+    name, url = orjson.loads(data)
+    return Party(party_id, name, url)
+
+
+class Catalog:
+    """Known providers, programmes and device locations (from loaded worlds), with fallbacks.
+
+    What a world knows is kept in the store, so every process answers alike. Unknown ids get
+    realistic UK-style data derived deterministically from the id, so the same id always shows
+    the same names and URLs.
     """
 
-    def __init__(self) -> None:
-        self._providers: dict[str, Party] = {}
-        self._programmes: dict[str, Party] = {}
-        self._locations: dict[str, str] = {}
+    def __init__(self, store: CatalogStore) -> None:
+        self._store = store
 
-    def register(
+    async def register(
         self,
         *,
         providers: Iterable[Party] = (),
@@ -95,32 +115,45 @@ class Catalog:
         device_locations: Mapping[str, str] | None = None,
     ) -> None:
         """The hook for a loaded world: known parties and device locations win over derivation."""
-        self._providers.update({p.id: p for p in providers})
-        self._programmes.update({p.id: p for p in programmes})
-        self._locations.update(device_locations or {})
+        await self._store.catalog_put("provider", {p.id: _party_json(p) for p in providers})
+        await self._store.catalog_put("programme", {p.id: _party_json(p) for p in programmes})
+        await self._store.catalog_put("location", dict(device_locations or {}))
 
-    def clear(self) -> None:
-        self._providers.clear()
-        self._programmes.clear()
-        self._locations.clear()
+    async def resolve(self, provider_id: str, programme_id: str, device_id: str) -> Resolved:
+        """What a new participation shows of its provider, programme and device (one lookup)."""
+        known = await self._store.catalog_get(
+            [("provider", provider_id), ("programme", programme_id), ("location", device_id)]
+        )
+        data = known.get(("provider", provider_id))
+        provider = _party(provider_id, data) if data else derived_provider(provider_id)
+        data = known.get(("programme", programme_id))
+        programme = (
+            _party(programme_id, data) if data else derived_programme(programme_id, provider)
+        )
+        location = known.get(("location", device_id)) or derived_location(device_id)
+        return Resolved(provider, programme, location)
 
-    def provider(self, provider_id: str) -> Party:
-        if provider_id in self._providers:
-            return self._providers[provider_id]
-        d = _digest("provider", provider_id)
-        stem = _pick(_PROVIDER_STEMS, d, 0)
-        name = f"{stem} {_pick(_PROVIDER_SUFFIXES, d, 1)}"
-        return Party(provider_id, name, f"https://s.flatpeak.com/{d[2:8].hex()}.png")
 
-    def programme(self, programme_id: str, provider: Party) -> Party:
-        if programme_id in self._programmes:
-            return self._programmes[programme_id]
-        d = _digest("programme", programme_id)
-        name = f"{_pick(_PLACES, d, 0)} {_pick(_PROGRAMME_KINDS, d, 1)}"
-        domain = _slug(provider.display_name.split()[0]) + ".co.uk"
-        return Party(programme_id, name, f"https://{domain}/programmes/{_slug(name)}")
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    provider: Party
+    programme: Party
+    location_id: str
 
-    def location_id(self, device_id: str) -> str:
-        if device_id in self._locations:
-            return self._locations[device_id]
-        return "loc_" + _digest("location", device_id)[:12].hex()
+
+def derived_provider(provider_id: str) -> Party:
+    d = _digest("provider", provider_id)
+    stem = _pick(_PROVIDER_STEMS, d, 0)
+    name = f"{stem} {_pick(_PROVIDER_SUFFIXES, d, 1)}"
+    return Party(provider_id, name, f"https://s.flatpeak.com/{d[2:8].hex()}.png")
+
+
+def derived_programme(programme_id: str, provider: Party) -> Party:
+    d = _digest("programme", programme_id)
+    name = f"{_pick(_PLACES, d, 0)} {_pick(_PROGRAMME_KINDS, d, 1)}"
+    domain = _slug(provider.display_name.split()[0]) + ".co.uk"
+    return Party(programme_id, name, f"https://{domain}/programmes/{_slug(name)}")
+
+
+def derived_location(device_id: str) -> str:
+    return "loc_" + _digest("location", device_id)[:12].hex()

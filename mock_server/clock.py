@@ -2,12 +2,12 @@
 
 `SandboxClock` is the sandbox's virtual time: each (account, mode) namespace follows real UTC
 time until it is advanced, set forward or frozen, and never goes back. Its state is kept in the
-store (`ClockStore`), so it survives restarts. `SystemClock` is plain wall time for everyone.
+store (`ClockStore`) and read from it on every request, never cached, so every process serving
+the same data sees one clock and it survives restarts. `SystemClock` is plain wall time.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -34,15 +34,22 @@ class Namespace(NamedTuple):
 
 
 class Clock(Protocol):
-    def now(self, namespace: Namespace | None = None) -> datetime:
-        """The current time, aware UTC; a namespace may have its own (virtual) time."""
+    def real(self) -> datetime:
+        """Real time, aware UTC."""
+        ...
+
+    async def now(self, namespace: Namespace) -> datetime:
+        """The namespace's current time, aware UTC (it may be virtual)."""
         ...
 
 
 class SystemClock:
     """Real UTC time, the same for every namespace."""
 
-    def now(self, namespace: Namespace | None = None) -> datetime:
+    def real(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def now(self, namespace: Namespace) -> datetime:
         return datetime.now(UTC)
 
 
@@ -59,9 +66,9 @@ class ClockState:
 
 
 class ClockStore(Protocol):
-    def clock_state(self, namespace: Namespace) -> ClockState | None: ...
+    async def clock_state(self, namespace: Namespace) -> ClockState | None: ...
 
-    def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None: ...
+    async def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None: ...
 
 
 class ClockBackwards(Exception):
@@ -89,53 +96,33 @@ class SandboxClock:
         self, store: ClockStore, real: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self._store = store
-        self._real = real
-        self._lock = threading.Lock()
-        self._cache: dict[Namespace, ClockState] = {}
+        self.real = real
 
-    def state(self, namespace: Namespace) -> ClockState:
-        with self._lock:
-            cached = self._cache.get(namespace)
-            if cached is None:
-                cached = self._store.clock_state(namespace) or ClockState()
-                self._cache[namespace] = cached
-            return cached
+    async def state(self, namespace: Namespace) -> ClockState:
+        return await self._store.clock_state(namespace) or ClockState()
 
-    def now(self, namespace: Namespace | None = None) -> datetime:
-        real = self._real()
-        if namespace is None:
-            return real
-        return self.state(namespace).now(real)
-
-    def is_frozen(self, namespace: Namespace) -> bool:
-        return self.state(namespace).frozen_at is not None
-
-    def autopilot(self, namespace: Namespace) -> bool:
-        return self.state(namespace).autopilot
-
-    def _save(self, namespace: Namespace, state: ClockState) -> None:
-        with self._lock:
-            self._store.save_clock_state(namespace, state)
-            self._cache[namespace] = state
+    async def now(self, namespace: Namespace) -> datetime:
+        return (await self.state(namespace)).now(self.real())
 
     # -- control ---------------------------------------------------------------------------
 
-    def advance(self, namespace: Namespace, by: timedelta) -> datetime:
+    async def advance(self, namespace: Namespace, by: timedelta) -> datetime:
         """Move the namespace's time forward by `by` (frozen or not); returns the new now."""
+        state = await self.state(namespace)
+        now = state.now(self.real())
         if by < timedelta(0):
-            raise ClockBackwards(self.now(namespace), self.now(namespace) + by)
-        state = self.state(namespace)
+            raise ClockBackwards(now, now + by)
         if state.frozen_at is not None:
             state = replace(state, frozen_at=state.frozen_at + by)
         else:
             state = replace(state, offset=state.offset + by)
-        self._save(namespace, state)
-        return self.now(namespace)
+        await self._store.save_clock_state(namespace, state)
+        return state.now(self.real())
 
-    def set(self, namespace: Namespace, instant: datetime) -> datetime:
+    async def set(self, namespace: Namespace, instant: datetime) -> datetime:
         """Move the namespace's time forward to `instant`; never back."""
-        real = self._real()
-        state = self.state(namespace)
+        real = self.real()
+        state = await self.state(namespace)
         now = state.now(real)
         if _second(instant) < _second(now):
             raise ClockBackwards(now, instant)
@@ -145,25 +132,24 @@ class SandboxClock:
             state = replace(state, frozen_at=instant)
         else:
             state = replace(state, offset=instant - real)
-        self._save(namespace, state)
-        return self.now(namespace)
+        await self._store.save_clock_state(namespace, state)
+        return state.now(self.real())
 
-    def freeze(self, namespace: Namespace, frozen: bool) -> datetime:
+    async def freeze(self, namespace: Namespace, frozen: bool) -> datetime:
         """Stop the namespace's time at the current second, or let it run on from there."""
-        real = self._real()
-        state = self.state(namespace)
+        real = self.real()
+        state = await self.state(namespace)
         if frozen and state.frozen_at is None:
             state = replace(state, frozen_at=_second(state.now(real)))
         elif not frozen and state.frozen_at is not None:
             state = replace(state, offset=state.frozen_at - real, frozen_at=None)
-        self._save(namespace, state)
-        return self.now(namespace)
+        await self._store.save_clock_state(namespace, state)
+        return state.now(self.real())
 
-    def set_autopilot(self, namespace: Namespace, on: bool) -> None:
-        self._save(namespace, replace(self.state(namespace), autopilot=on))
+    async def set_autopilot(self, namespace: Namespace, on: bool) -> None:
+        state = await self.state(namespace)
+        await self._store.save_clock_state(namespace, replace(state, autopilot=on))
 
-    def reset(self, namespace: Namespace) -> None:
+    async def reset(self, namespace: Namespace) -> None:
         """Back to real time, running, autopilot on."""
-        with self._lock:
-            self._store.save_clock_state(namespace, None)
-            self._cache.pop(namespace, None)
+        await self._store.save_clock_state(namespace, None)

@@ -53,19 +53,20 @@ class Control:
             raise ApiError("internal_error", "This app runs on a fixed clock without controls.")
         return clock
 
-    def _clock_json(self, ns: Namespace) -> dict[str, Any]:
+    async def _clock_json(self, ns: Namespace) -> dict[str, Any]:
+        state = await self.clock.state(ns)
         return {
             "object": "sandbox_clock",
             "account_id": ns.account_id,
             "live_mode": ns.live_mode,
-            "now": format_time(self.clock.now(ns)),
-            "frozen": self.clock.is_frozen(ns),
-            "autopilot": self.state.autopilot_on(ns),
+            "now": format_time(state.now(self.clock.real())),
+            "frozen": state.frozen_at is not None,
+            "autopilot": self.state.settings.autopilot and state.autopilot,
         }
 
     async def retrieve_sandbox_clock(self, token_info: dict[str, Any]) -> Result:
         ns = _namespace(token_info)
-        return self._clock_json(ns), 200
+        return await self._clock_json(ns), 200
 
     async def update_sandbox_clock(
         self, body: dict[str, Any], token_info: dict[str, Any]
@@ -85,9 +86,9 @@ class Control:
         clock = self.clock
         try:
             if "advance" in body:
-                clock.advance(ns, parse_duration(body["advance"]))
+                await clock.advance(ns, parse_duration(body["advance"]))
             elif "set" in body:
-                clock.set(ns, parse_time(body["set"]))
+                await clock.set(ns, parse_time(body["set"]))
         except ClockBackwards as exc:
             raise ApiError("clock_cannot_go_back", exc.message) from None
         except OverflowError:
@@ -96,19 +97,20 @@ class Control:
                 "That moves the clock beyond the year 9999; advance by less.",
             ) from None
         # Steps that fell due while the clock moved happen now, each at its scheduled time.
-        self.state.catch_up(ns)
+        await self.state.catch_up(ns)
         if "freeze" in body:
-            clock.freeze(ns, bool(body["freeze"]))
+            await clock.freeze(ns, bool(body["freeze"]))
         if "autopilot" in body:
-            clock.set_autopilot(ns, bool(body["autopilot"]))
-            self.state.catch_up(ns)
-        return self._clock_json(ns), 200
+            await clock.set_autopilot(ns, bool(body["autopilot"]))
+            await self.state.catch_up(ns)
+        return await self._clock_json(ns), 200
 
     async def reset_sandbox(self, token_info: dict[str, Any]) -> Result:
         ns = _namespace(token_info)
-        deleted = self.state.store.delete_namespace(ns)
-        self.clock.reset(ns)
-        return {"object": "sandbox_reset", "deleted": deleted, "clock": self._clock_json(ns)}, 200
+        deleted = await self.state.store.delete_namespace(ns)
+        await self.clock.reset(ns)
+        clock = await self._clock_json(ns)
+        return {"object": "sandbox_reset", "deleted": deleted, "clock": clock}, 200
 
     async def load_sandbox_world(self, body: dict[str, Any], token_info: dict[str, Any]) -> Result:
         ns = _namespace(token_info)
@@ -117,8 +119,8 @@ class Control:
         if name == "load" and size is None:
             size = _LOAD_SIZE
         world = open_world(name, seed, size)
-        loaded = load_into(self.state.store, self.clock, world, ns)
-        register(world, self.state.catalog)
+        loaded = await load_into(self.state.store, self.clock, world, ns)
+        await register(world, self.state.catalog)
         answer = {
             "object": "sandbox_world",
             "world": name,
@@ -126,6 +128,6 @@ class Control:
             "deleted": loaded.deleted,
             "loaded": loaded.loaded,
             "skipped_other_mode": loaded.skipped_other_mode,
-            "clock": self._clock_json(ns),
+            "clock": await self._clock_json(ns),
         }
         return answer, 200

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.errors import ApiError
 
-__all__ = ["FAULT_HEADER", "FORCEABLE", "FaultMiddleware", "TokenBucket"]
+__all__ = ["FAULT_HEADER", "FORCEABLE", "Buckets", "FaultMiddleware"]
 
 FAULT_HEADER = "x-sandbox-fault"
 FORCEABLE = {
@@ -29,23 +29,10 @@ FORCEABLE = {
 }
 
 
-@dataclass(slots=True)
-class TokenBucket:
-    """`rate` requests a second on average, bursts of up to `rate` (at least one)."""
-
-    rate: float
-    tokens: float
-    stamp: float
-
-    def take(self, now: float) -> float:
-        """Take a token; return 0 when allowed, else the seconds until one is available."""
-        capacity = max(1.0, self.rate)
-        self.tokens = min(capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+class Buckets(Protocol):
+    async def take_token(self, namespace: Namespace, rate: float, now: float) -> float:
+        """0 when a request may go ahead, else the seconds until it may (`Store.take_token`)."""
+        ...
 
 
 class FaultMiddleware:
@@ -54,20 +41,23 @@ class FaultMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        *,
+        buckets: Buckets,
         rate_limit: float | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
         self.rate_limit = rate_limit if rate_limit and rate_limit > 0 else None
-        self.monotonic = monotonic
-        self.buckets: dict[tuple[str, bool], TokenBucket] = {}
+        # Wall-clock seconds: the buckets live in the store, shared by every process.
+        self.wall = wall
+        self.buckets = buckets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            self._check(scope)
+            await self._check(scope)
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> None:
+    async def _check(self, scope: Scope) -> None:
         forced = _header(scope, FAULT_HEADER.encode())
         if forced is not None:
             if forced not in FORCEABLE:
@@ -83,14 +73,8 @@ class FaultMiddleware:
         claims: Any = scope.get("extensions", {}).get("connexion_context", {}).get("token_info")
         if not isinstance(claims, dict) or "account_id" not in claims:
             return
-        key = (str(claims["account_id"]), bool(claims.get("live_mode")))
-        now = self.monotonic()
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = self.buckets[key] = TokenBucket(
-                self.rate_limit, max(1.0, self.rate_limit), now
-            )
-        wait = bucket.take(now)
+        namespace = Namespace(str(claims["account_id"]), bool(claims.get("live_mode")))
+        wait = await self.buckets.take_token(namespace, self.rate_limit, self.wall())
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise ApiError(

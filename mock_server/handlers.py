@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from vpp_sandbox.mock_server import autopilot
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
@@ -41,22 +42,27 @@ class AppState:
     new_id: Callable[[], str] = field(default=new_participation_id)
 
 
-    def autopilot_on(self, namespace: Namespace) -> bool:
+    async def autopilot_on(self, namespace: Namespace) -> bool:
         """The server runs the programme unless --no-autopilot or the namespace switched it off."""
         if not self.settings.autopilot:
             return False
         clock = self.clock
-        return clock.autopilot(namespace) if isinstance(clock, SandboxClock) else True
+        return (await clock.state(namespace)).autopilot if isinstance(clock, SandboxClock) else True
 
-    def catch_up(self, namespace: Namespace) -> datetime:
+    async def catch_up(self, namespace: Namespace) -> datetime:
         """The namespace's `now`, with every autopilot move due by then applied (read or write).
 
         One clock reading per request: everything the request does happens at that instant,
         so two requests at one instant see the same state.
         """
-        now = self.clock.now(namespace)
-        if self.autopilot_on(namespace):
-            self.store.advance_due(namespace, now)
+        clock = self.clock
+        if isinstance(clock, SandboxClock):
+            state = await clock.state(namespace)
+            now, on = state.now(clock.real()), state.autopilot
+        else:
+            now, on = await clock.now(namespace), True
+        if on and self.settings.autopilot:
+            await autopilot.catch_up(self.store, namespace, now)
         return now
 
 
@@ -77,22 +83,23 @@ class Handlers:
         self, body: dict[str, Any], token_info: dict[str, Any]
     ) -> Result:
         ns = _namespace(token_info)
-        now = self.state.catch_up(ns)
-        catalog = self.state.catalog
-        provider = catalog.provider(body["provider_id"])
+        now = await self.state.catch_up(ns)
+        known = await self.state.catalog.resolve(
+            body["provider_id"], body["programme_id"], body["device_id"]
+        )
         participation = new_participation(
             id=self.state.new_id(),
             account_id=ns.account_id,
             live_mode=ns.live_mode,
             device_id=body["device_id"],
-            location_id=catalog.location_id(body["device_id"]),
+            location_id=known.location_id,
             reference_id=body.get("reference_id"),
-            provider=provider,
-            programme=catalog.programme(body["programme_id"], provider),
+            provider=known.provider,
+            programme=known.programme,
             now=now,
             scenario=scenario_for_device(body["device_id"]),
         )
-        document = self.state.store.insert(participation)
+        document = await self.state.store.insert(participation)
         location = f"/vpp-participations/{participation.id}"
         return stored(document), 201, {"Location": location}
 
@@ -110,8 +117,8 @@ class Handlers:
                 "Send starting_after (next page) or ending_before (previous page), not both.",
             )
         ns = _namespace(token_info)
-        self.state.catch_up(ns)
-        items, has_more = self.state.store.list_json(
+        await self.state.catch_up(ns)
+        items, has_more = await self.state.store.list_json(
             ns,
             limit=limit,
             starting_after=starting_after,
@@ -130,16 +137,16 @@ class Handlers:
         self, participation_id: str, token_info: dict[str, Any]
     ) -> Result:
         ns = _namespace(token_info)
-        self.state.catch_up(ns)
-        return stored(self.state.store.get_json(ns, participation_id)), 200
+        await self.state.catch_up(ns)
+        return stored(await self.state.store.get_json(ns, participation_id)), 200
 
     async def update_vpp_participation(
         self, participation_id: str, body: dict[str, Any], token_info: dict[str, Any]
     ) -> Result:
         ns = _namespace(token_info)
         records = parse_records(body["participation_state"])
-        now = self.state.catch_up(ns)
-        document = self.state.store.update_json(
+        now = await self.state.catch_up(ns)
+        document = await self.state.store.update(
             ns, participation_id, lambda current: apply_update(current, records, now)
         )
         return stored(document), 200

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 __all__ = [
     "DESCRIPTIONS",
     "EXPECTED_DELAY",
@@ -31,6 +33,7 @@ __all__ = [
     "Status",
     "allowed_next",
     "apply_update",
+    "encode_document",
     "expected_path",
     "format_time",
     "is_legal",
@@ -211,6 +214,14 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_ORJSON = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
+def encode_document(document: Mapping[str, Any]) -> str:
+    """A `Participation.document()` (possibly with moved times) as JSON text."""
+    return orjson.dumps(document, option=_ORJSON).decode()
+
+
 def _floor(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
@@ -318,7 +329,26 @@ class Participation:
         waits = [e for e in self.history if e.state is S.AWAITING_DEVICE_TELEMETRY]
         return bool(waits) and waits[-1].status is Status.COMPLETE
 
-    def to_json(self) -> dict[str, Any]:
+    def document(self) -> dict[str, Any]:
+        """The API object with datetimes and enums left as they are: THE one serialiser.
+
+        `encode` turns it into the stored and answered JSON text; `to_json` into plain JSON
+        values. Times are whole seconds (the lifecycle floors them), so the text is `...Z`.
+        """
+        timeline = []
+        for e in self.timeline:
+            entry: dict[str, Any] = {
+                "state": e.state,
+                "status": e.status,
+                "description": e.description,
+            }
+            if e.occurred_at is not None:
+                entry["occurred_at"] = e.occurred_at
+            if e.expected_at is not None:
+                entry["expected_at"] = e.expected_at
+            entry["suspension_reasons"] = list(e.suspension_reasons)
+            timeline.append(entry)
+        current = self.current
         return {
             "object": "vpp-participation",
             "id": self.id,
@@ -326,13 +356,13 @@ class Participation:
             "live_mode": self.live_mode,
             "device_id": self.device_id,
             "location_id": self.location_id,
-            "current_state": self.current_state.value,
-            "control_active": self.control_active,
+            "current_state": current.state,
+            "control_active": current.state is S.ACTIVE,
             "telemetry_active": self.telemetry_active,
-            "suspension_reasons": [r.value for r in self.current.suspension_reasons],
-            "participation_state": [e.to_json() for e in self.timeline],
-            "time_created": format_time(self.time_created),
-            "time_updated": format_time(self.time_updated),
+            "suspension_reasons": list(current.suspension_reasons),
+            "participation_state": timeline,
+            "time_created": self.time_created,
+            "time_updated": self.time_updated,
             "provider": {
                 "id": self.provider.id,
                 "provider_display_name": self.provider.display_name,
@@ -345,6 +375,15 @@ class Participation:
             },
             "account_id": self.account_id,
         }
+
+    def encode(self) -> str:
+        """The API object as JSON text (what the store keeps and reads answer with)."""
+        return encode_document(self.document())
+
+    def to_json(self) -> dict[str, Any]:
+        """The API object as plain JSON values."""
+        data: dict[str, Any] = orjson.loads(self.encode())
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], scenario: str = "happy") -> Participation:

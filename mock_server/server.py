@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
 import sys
 import warnings
-from typing import TextIO
+from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.store import Store, StoreUnavailable
 
-__all__ = ["banner", "serve"]
+__all__ = ["Lifespan", "banner", "build", "serve", "worker_app"]
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: Settings, where: str | None = None) -> str:
     """What the server prints at start-up: where it is and which credentials it accepts."""
     base = f"http://{settings.host}:{settings.port}"
     lines = [
@@ -24,7 +26,8 @@ def banner(settings: Settings) -> str:
         f"  Base URL:    {base}",
         f"  Swagger UI:  {base}/ui/",
         f"  Spec:        {base}/openapi.json",
-        f"  Data:        {settings.db}",
+        f"  Data:        {where or settings.db}"
+        + (f" · {settings.workers} worker processes" if settings.workers > 1 else ""),
         f"  Sandbox:     {base}/_sandbox/clock (time, autopilot, reset, worlds; "
         f"UI at {base}/_sandbox/ui/)",
         "  Accounts (GET /login with HTTP Basic ACCOUNT_ID:API_KEY):",
@@ -48,8 +51,8 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-class FreezeAfterStartup:
-    """Moves everything alive once the app has started out of the garbage collector's sight.
+class Lifespan:
+    """Start-up and shutdown around the app: freeze the heap once started, close the store.
 
     The spec, the compiled validators and Connexion's operations are tens of thousands of
     objects that live as long as the process; every full collection walked all of them, a
@@ -57,8 +60,9 @@ class FreezeAfterStartup:
     After `gc.freeze()` a full collection walks only what requests made (under 1 ms).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, store: Store) -> None:
         self.app = app
+        self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -69,9 +73,41 @@ class FreezeAfterStartup:
             if message["type"] == "lifespan.startup.complete":
                 gc.collect()
                 gc.freeze()
+            elif message["type"] == "lifespan.shutdown.complete":
+                await self.store.close()
             await send(message)
 
         await self.app(scope, receive, send_)
+
+
+def build(settings: Settings) -> ASGIApp:
+    """The served app (one per worker process), on a store of its own."""
+    from vpp_sandbox.mock_server.app import create_app
+    from vpp_sandbox.mock_server.stores import open_store
+
+    store = open_store(settings.db)
+    return Lifespan(create_app(settings, store), store)
+
+
+def worker_app() -> ASGIApp:
+    """uvicorn's factory in each worker process of `serve --workers N`."""
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    return build(Settings.for_worker())
+
+
+async def _prepare(settings: Settings) -> tuple[Settings, str, str]:
+    """Load `--world` once, before any worker starts: (settings with its accounts, note, where)."""
+    from vpp_sandbox.mock_server.catalog import Catalog
+    from vpp_sandbox.mock_server.clock import SandboxClock
+    from vpp_sandbox.mock_server.stores import open_store
+    from vpp_sandbox.mock_server.worlds import prepare
+
+    store = open_store(settings.db)
+    try:
+        settings, note = await prepare(settings, store, SandboxClock(store), Catalog(store))
+        return settings, note, store.describe()
+    finally:
+        await store.close()
 
 
 def serve(settings: Settings, out: TextIO | None = None) -> int:
@@ -80,47 +116,45 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
 
-    from vpp_sandbox.mock_server.app import create_app
-    from vpp_sandbox.mock_server.catalog import Catalog
-    from vpp_sandbox.mock_server.clock import SandboxClock
-    from vpp_sandbox.mock_server.store import Store
-    from vpp_sandbox.mock_server.worlds import prepare
-
     out = out or sys.stdout
-    store = Store(settings.db)
-    clock = SandboxClock(store)
-    catalog = Catalog()
+    if settings.workers > 1 and settings.db == ":memory:":
+        print(
+            "vpp-sandbox serve: --workers needs a shared store; give --db a file or a "
+            "postgresql:// URL (each worker would have its own :memory: store).",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        settings, note = prepare(settings, store, clock, catalog)
-    except ValueError as exc:
+        settings, note, where = asyncio.run(_prepare(settings))
+    except (ValueError, StoreUnavailable) as exc:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
-        store.close()
         return 2
     if settings.world:
         _release_memory()
-    app = create_app(settings, store, clock=clock, catalog=catalog)
-    print(banner(settings), file=out, flush=True)
+    print(banner(settings, where), file=out, flush=True)
     if note:
         print(f"  {note}", file=out, flush=True)
     if not settings.autopilot:
         print("  Autopilot:   off (--no-autopilot): participations move only through the API",
               file=out, flush=True)
-    try:
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "reload": False,
+        "log_level": settings.log_level,
+        # uvicorn picks uvloop and httptools when they are installed (`vpp-sandbox[fast]`),
+        # else asyncio and h11. No access log line per request (VPP_LOG_LEVEL=info still
+        # logs the rest).
+        "loop": "auto",
+        "http": "auto",
+        "access_log": False,
+        "proxy_headers": False,  # a local sandbox: no proxy in front to believe
+    }
+    if settings.workers > 1:
+        settings.export_for_workers()
         uvicorn.run(
-            FreezeAfterStartup(app),
-            host=settings.host,
-            port=settings.port,
-            workers=1,
-            reload=False,
-            log_level=settings.log_level,
-            # uvicorn picks uvloop and httptools when they are installed (`vpp-sandbox[fast]`),
-            # else asyncio and h11. No access log line per request (VPP_LOG_LEVEL=info still
-            # logs the rest).
-            loop="auto",
-            http="auto",
-            access_log=False,
-            proxy_headers=False,  # a local sandbox: no proxy in front to believe
+            f"{__name__}:worker_app", factory=True, workers=settings.workers, **common
         )
-    finally:
-        store.close()
+    else:
+        uvicorn.run(build(settings), workers=1, **common)
     return 0

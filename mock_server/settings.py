@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 __all__ = ["DEFAULT_ACCOUNT", "Account", "Settings", "parse_account"]
@@ -55,6 +56,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     rate_limit: float | None = None
     log_level: str = "warning"
+    workers: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -89,8 +91,28 @@ class Settings:
             values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
         if env.get("VPP_LOG_LEVEL"):
             values["log_level"] = env["VPP_LOG_LEVEL"]
+        if env.get("VPP_WORKERS"):
+            values["workers"] = int(env["VPP_WORKERS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    # -- handing the settings to `serve --workers N` processes ---------------------------------
+
+    def export_for_workers(self) -> None:
+        """Put these settings where `for_worker` finds them (worker processes inherit it)."""
+        values = asdict(self)
+        values["accounts"] = [[a["account_id"], a["api_key"]] for a in values["accounts"]]
+        os.environ[_WORKER_SETTINGS] = json.dumps(values)
+
+    @classmethod
+    def for_worker(cls) -> Settings:
+        """The settings the `serve` process exported for its workers."""
+        values = json.loads(os.environ[_WORKER_SETTINGS])
+        values["accounts"] = tuple(Account(a, k) for a, k in values["accounts"])
+        return cls(**values)
+
+
+_WORKER_SETTINGS = "VPP_SANDBOX_WORKER_SETTINGS"

@@ -1,44 +1,52 @@
-"""The participations store over SQLite (a file by default, `:memory:` for tests), injected.
+"""The store: participations and every piece of shared sandbox state, persisted, nothing else.
 
-Every method runs in one transaction under one lock, so the store is safe from threads too; an
-update is a read-modify-write guarded by a version column (compare-and-swap), so concurrent
-updates of one participation are applied one on top of the other and never lose a write, even
-across processes sharing the file.
+One interface, two engines (`store_sqlite.SqliteStore`, the embedded default, and
+`store_postgres.PostgresStore`, for replicas sharing one database). The SQL and the logic live
+here once; an engine supplies connections, transactions and its locking:
 
-The autopilot: every row keeps `next_due_at`, when its scenario's next move is due
-(`mock_server.scenarios.next_step`), in an index per namespace, so `advance_due` touches only the
-rows that are due, never the whole table. Each namespace's sandbox clock is kept here too.
+- a write of one participation runs under its row lock (SQLite: the database's one writer;
+  PostgreSQL: `SELECT … FOR UPDATE`), and a version column makes a lost update impossible;
+- the autopilot's catch-up of a namespace runs under a per-namespace lock (SQLite: the one
+  writer; PostgreSQL: `pg_advisory_xact_lock`), so a due step is applied exactly once;
+- "one open participation per device and programme" is a partial unique index.
+
+Nothing is cached per process: clocks, rate-limit buckets, the catalogue of known ids, accounts
+and the signing secret are rows, so any number of processes answer as one would.
+
+Policy stays out: the store is told how to compute a row's `next_due_at` (`next_due`, the
+autopilot's rule) and what a due participation becomes (`apply_due`'s `move`).
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
-from vpp_sandbox.mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
-from vpp_sandbox.mock_server.scenarios import advance, next_step
+from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
 
 __all__ = [
     "DuplicateParticipation",
+    "NextDue",
     "ParticipationNotFound",
+    "Row",
     "Store",
     "StoreError",
+    "StoreUnavailable",
+    "Tx",
     "UnknownCursor",
-    "next_due_at",
-    "row_of",
 ]
 
-
-log = logging.getLogger("mock_server")
+NextDue = Callable[[Participation], datetime | None]
+# The stored row of a participation (`Store.row`): the column order of `_INSERT`.
+Row = tuple[Any, ...]
 
 
 class StoreError(Exception):
@@ -49,6 +57,10 @@ class StoreError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be opened or reached (a start-up error, with how to fix it)."""
 
 
 class ParticipationNotFound(StoreError):
@@ -86,428 +98,343 @@ class UnknownCursor(StoreError):
         )
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS participations (
-    id            TEXT PRIMARY KEY,
-    account_id    TEXT NOT NULL,
-    live_mode     INTEGER NOT NULL,
-    device_id     TEXT NOT NULL,
-    programme_id  TEXT NOT NULL,
-    current_state TEXT NOT NULL,
-    terminal      INTEGER NOT NULL,
-    time_created  TEXT NOT NULL,
-    scenario      TEXT NOT NULL,
-    version       INTEGER NOT NULL,
-    body          TEXT NOT NULL,
-    next_due_at   TEXT
-);
-CREATE INDEX IF NOT EXISTS participations_list
-    ON participations (account_id, live_mode, time_created DESC, id DESC);
-CREATE INDEX IF NOT EXISTS participations_device
-    ON participations (account_id, live_mode, device_id, time_created DESC, id DESC);
-CREATE TABLE IF NOT EXISTS sandbox_clocks (
-    account_id    TEXT NOT NULL,
-    live_mode     INTEGER NOT NULL,
-    offset_us     INTEGER NOT NULL,
-    frozen_at     TEXT,
-    autopilot     INTEGER NOT NULL,
-    PRIMARY KEY (account_id, live_mode)
-);
-"""
-# Files written before the index was dropped have it: every insert paid for one more index
-# leaf (insert + commit 134 -> 101 us); the duplicate check finds a device's few rows through
-# participations_device instead.
-_DROPPED_INDEXES = ("participations_open",)
-# Created after the migration below (an older file has no next_due_at column yet).
-_DUE_INDEX = """
-CREATE INDEX IF NOT EXISTS participations_due
-    ON participations (account_id, live_mode, next_due_at) WHERE next_due_at IS NOT NULL;
-"""
+class Tx(Protocol):
+    """One connection inside a transaction (or autocommit reads); SQL uses `?` placeholders."""
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+# The tables both engines create (an engine may add its own options around them).
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS participations (
+        id            TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        device_id     TEXT NOT NULL,
+        programme_id  TEXT NOT NULL,
+        current_state TEXT NOT NULL,
+        terminal      INTEGER NOT NULL,
+        time_created  TEXT NOT NULL,
+        scenario      TEXT NOT NULL,
+        version       INTEGER NOT NULL,
+        body          TEXT NOT NULL,
+        next_due_at   TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS sandbox_clocks (
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        offset_us     BIGINT NOT NULL,
+        frozen_at     TEXT,
+        autopilot     INTEGER NOT NULL,
+        PRIMARY KEY (account_id, live_mode)
+    )""",
+    """CREATE TABLE IF NOT EXISTS sandbox_rate_buckets (
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        tokens        DOUBLE PRECISION NOT NULL,
+        stamp         DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (account_id, live_mode)
+    )""",
+    """CREATE TABLE IF NOT EXISTS sandbox_catalog (
+        kind          TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS sandbox_meta (
+        key           TEXT PRIMARY KEY,
+        value         TEXT NOT NULL
+    )""",
+)
+INDEXES = (
+    """CREATE INDEX IF NOT EXISTS participations_list
+        ON participations (account_id, live_mode, time_created DESC, id DESC)""",
+    """CREATE INDEX IF NOT EXISTS participations_device
+        ON participations (account_id, live_mode, device_id, time_created DESC, id DESC)""",
+    # One open (non-terminal) participation per device and programme in a namespace.
+    """CREATE UNIQUE INDEX IF NOT EXISTS participations_open
+        ON participations (account_id, live_mode, device_id, programme_id) WHERE terminal = 0""",
+    """CREATE INDEX IF NOT EXISTS participations_due
+        ON participations (account_id, live_mode, next_due_at) WHERE next_due_at IS NOT NULL""",
+)
 
 _COLUMNS = "body, scenario"
+_INSERT = (
+    "INSERT INTO participations (id, account_id, live_mode, device_id, programme_id, "
+    "current_state, terminal, time_created, scenario, version, body, next_due_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_OPEN = (
+    f"{_INSERT} ON CONFLICT (account_id, live_mode, device_id, programme_id) "
+    "WHERE terminal = 0 DO NOTHING"
+)
+_REWRITE = (
+    "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, next_due_at=?, "
+    "version=version+1 WHERE id=? AND version=?"
+)
+_NS = "account_id=? AND live_mode=?"
 
 
-def _row_to_participation(row: sqlite3.Row | tuple[Any, ...]) -> Participation:
+def _participation(row: Sequence[Any]) -> Participation:
     return Participation.from_json(orjson.loads(row[0]), scenario=row[1])
 
 
-def _encode(p: Participation) -> str:
-    return orjson.dumps(p.to_json()).decode()
+def _ns(namespace: Namespace) -> tuple[str, int]:
+    return namespace.account_id, int(namespace.live_mode)
 
 
-def next_due_at(p: Participation) -> str | None:
-    """When the autopilot's next move of `p` is due (the indexed column), or None."""
-    due = next_step(p)
-    return None if due is None else format_time(due.at)
+def _lock(purpose: str, namespace: Namespace) -> str:
+    return f"{purpose}:{namespace.account_id}:{int(namespace.live_mode)}"
 
 
-_COMPUTE: Any = object()
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What `apply_due` did with one batch: rows looked at, and whether more may be due."""
 
-
-def row_of(
-    p: Participation,
-    body: str,
-    *,
-    time_created: datetime | None = None,
-    due_at: str | None = _COMPUTE,
-) -> tuple[Any, ...]:
-    """The stored row of a new participation whose API JSON is `body` (`load_rows`' input).
-
-    A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
-    the moved `time_created` and `due_at`; by default both are `p`'s own.
-    """
-    return _row_values(p, body, 1, time_created=time_created, due_at=due_at)
-
-
-def _row_values(
-    p: Participation,
-    body: str,
-    version: int,
-    *,
-    time_created: datetime | None = None,
-    due_at: str | None = _COMPUTE,
-) -> tuple[Any, ...]:
-    state = p.current_state
-    return (
-        p.id,
-        p.account_id,
-        int(p.live_mode),
-        p.device_id,
-        p.programme.id,
-        state.value,
-        int(state in TERMINAL),
-        format_time(time_created or p.time_created),
-        p.scenario,
-        version,
-        body,
-        next_due_at(p) if due_at is _COMPUTE else due_at,
-    )
-
-
-_INSERT_COLUMNS = (
-    "(id, account_id, live_mode, device_id, programme_id, current_state, terminal, "
-    "time_created, scenario, version, body, next_due_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+    moved: int
+    more: bool
 
 
 class Store:
-    """Participations keyed by id, each in its (account, live_mode) namespace."""
+    """Participations keyed by id, each in its (account, live_mode) namespace; async throughout.
 
-    def __init__(self, path: str = ":memory:") -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        if path != ":memory:":
-            # 4 KiB pages: a commit appends every page it dirtied (the row's leaf and one leaf
-            # per index) to the WAL, and 8 KiB pages doubled that (insert + commit 133 -> 97
-            # us). 8 KiB pages would hold three participations (~2.3 KB) each, not one: a bulk
-            # load of 100,000 inserts in 5.4 s instead of 6.6 s. Requests come first. Only
-            # takes effect on a new file.
-            self._db.execute("PRAGMA page_size=4096")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._drop_old_indexes()
-        self._migrate()
-        self._db.executescript(_DUE_INDEX)
+    Subclasses give `_tx` (a write transaction, optionally under a namespace's lock) and `_read`
+    (a connection for reads); the SQL is shared and written with `?` placeholders.
+    """
 
-    def _drop_old_indexes(self) -> None:
-        for name in _DROPPED_INDEXES:
-            found = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (name,)
-            ).fetchone()
-            if found is not None:
-                self._db.execute(f"DROP INDEX IF EXISTS {name}")
+    kind = "abstract"
+    # How a read locks the rows it will rewrite until the transaction ends (SQLite's one
+    # writer needs nothing more).
+    row_lock = ""
 
-    def _migrate(self) -> None:
-        """Files written before the autopilot lack `next_due_at`: add it and fill it in."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(participations)")}
-        if "next_due_at" in columns:
-            return
-        with self._transaction() as db:
-            db.execute("ALTER TABLE participations ADD COLUMN next_due_at TEXT")
-            rows = db.execute(f"SELECT {_COLUMNS}, id FROM participations").fetchall()
-            db.executemany(
-                "UPDATE participations SET next_due_at=? WHERE id=?",
-                [(next_due_at(_row_to_participation(r)), r[2]) for r in rows],
-            )
+    def __init__(self, *, next_due: NextDue) -> None:
+        self._next_due = next_due
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    # -- the engine's part ----------------------------------------------------------------------
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self, lock: str | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A write transaction; `lock` names work that must not run twice at once anywhere
+        (an engine with one writer, like SQLite, has that already)."""
+        raise NotImplementedError
 
-    # -- writes --------------------------------------------------------------------------------
+    def _read(self) -> AbstractAsyncContextManager[Tx]:
+        raise NotImplementedError
 
-    def insert(self, participation: Participation) -> str:
-        """Add a new participation; a duplicate open one for the device and programme is refused.
+    async def close(self) -> None:
+        """Release connections."""
 
-        Returns the stored JSON text (the API object, as `get_json` would read it back).
-        """
-        p = participation
-        with self._transaction() as db:
-            row = db.execute(
-                f"SELECT {_COLUMNS} FROM participations WHERE account_id=? AND live_mode=? "
-                "AND device_id=? AND programme_id=? AND terminal=0 LIMIT 1",
-                (p.account_id, int(p.live_mode), p.device_id, p.programme.id),
-            ).fetchone()
-            if row is not None and p.current_state not in TERMINAL:
-                raise DuplicateParticipation(_row_to_participation(row))
-            return self._write(db, p, version=1)
+    def describe(self) -> str:
+        """Where the data is, for the start-up banner (no password)."""
+        return self.kind
 
-    def update(
+    # -- rows -----------------------------------------------------------------------------------
+
+    def row(
         self,
-        namespace: Namespace,
-        participation_id: str,
-        change: Callable[[Participation], Participation],
-    ) -> Participation:
-        """Apply `change` to the stored participation atomically and store its result.
+        p: Participation,
+        body: str | None = None,
+        *,
+        version: int = 1,
+        time_created: datetime | None = None,
+        next_due: datetime | bool | None = True,
+    ) -> Row:
+        """The stored row of `p` whose API JSON is `body` (default: `p.encode()`).
 
-        `change` may raise: nothing is written then. The version check makes the write fail
-        rather than overwrite a version that another writer stored in between.
+        A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
+        the moved `time_created` and `next_due`; by default both are `p`'s own.
         """
-        return self._update(namespace, participation_id, change)[0]
+        due = self._next_due(p) if next_due is True else next_due
+        state = p.current_state
+        return (
+            p.id,
+            p.account_id,
+            int(p.live_mode),
+            p.device_id,
+            p.programme.id,
+            state.value,
+            int(state in TERMINAL),
+            format_time(time_created or p.time_created),
+            p.scenario,
+            version,
+            p.encode() if body is None else body,
+            None if due is None or due is False else format_time(due),
+        )
 
-    def update_json(
+    # -- participations: writes ------------------------------------------------------------------
+
+    async def insert(self, participation: Participation) -> str:
+        """Add a new participation; a second open one for the device and programme is refused.
+
+        Returns the stored JSON text (the API object, as `get_json` reads it back).
+        """
+        row = self.row(participation)
+        async with self._tx() as tx:
+            if participation.current_state in TERMINAL:
+                await tx.execute(_INSERT, row)
+                return str(row[10])
+            if await tx.execute(_INSERT_OPEN, row) == 1:
+                return str(row[10])
+            existing = await tx.fetchone(
+                f"SELECT {_COLUMNS} FROM participations WHERE {_NS} AND device_id=? "
+                "AND programme_id=? AND terminal=0",
+                (*row[1:3], participation.device_id, participation.programme.id),
+            )
+        if existing is None:  # pragma: no cover - the conflict was an id collision
+            raise StoreError(f"participation {participation.id} exists")
+        raise DuplicateParticipation(_participation(existing))
+
+    async def update(
         self,
         namespace: Namespace,
         participation_id: str,
         change: Callable[[Participation], Participation],
     ) -> str:
-        """`update`, returning the stored JSON text of the result (see `get_json`)."""
-        return self._update(namespace, participation_id, change)[1]
+        """Apply `change` to the stored participation atomically; returns the stored JSON.
 
-    def _update(
-        self,
-        namespace: Namespace,
-        participation_id: str,
-        change: Callable[[Participation], Participation],
-    ) -> tuple[Participation, str]:
-        with self._transaction() as db:
-            row = db.execute(
-                f"SELECT {_COLUMNS}, version FROM participations "
-                "WHERE id=? AND account_id=? AND live_mode=?",
-                (participation_id, namespace.account_id, int(namespace.live_mode)),
-            ).fetchone()
-            if row is None:
+        `change` may raise: nothing is written then. The row is locked for the transaction and
+        the version check makes a lost update impossible even where locks are weaker.
+        """
+        async with self._tx() as tx:
+            found = await tx.fetchone(
+                f"SELECT {_COLUMNS}, version FROM participations WHERE id=? AND {_NS}"
+                + self.row_lock,
+                (participation_id, *_ns(namespace)),
+            )
+            if found is None:
                 raise ParticipationNotFound(namespace, participation_id)
-            current = _row_to_participation(row)
+            current = _participation(found)
             updated = change(current)
             if updated is current or updated == current:
-                return current, str(row[0])
-            return updated, self._rewrite(db, updated, row[2])
+                return str(found[0])
+            row = self.row(updated, version=found[2])
+            await self._rewrite(tx, row)
+            return str(row[10])
 
-    @staticmethod
-    def _rewrite(db: sqlite3.Connection, p: Participation, version: int) -> str:
-        body = _encode(p)
-        cursor = db.execute(
-            "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, "
-            "next_due_at=?, version=version+1 WHERE id=? AND version=?",
-            (
-                p.current_state.value,
-                int(p.current_state in TERMINAL),
-                p.scenario,
-                body,
-                next_due_at(p),
-                p.id,
-                version,
-            ),
+    async def _rewrite(self, tx: Tx, row: Row) -> None:
+        changed = await tx.execute(
+            _REWRITE, (row[5], row[6], row[8], row[10], row[11], row[0], row[9])
         )
-        if cursor.rowcount != 1:  # pragma: no cover - only with another process writing
-            raise RuntimeError(f"{p.id} changed during the update")
-        return body
+        if changed != 1:  # pragma: no cover - only if a writer ignored the row lock
+            raise RuntimeError(f"{row[0]} changed during the update")
 
-    def advance_due(self, namespace: Namespace, now: datetime) -> int:
-        """The autopilot: apply every move due at or before `now` in the namespace.
+    async def has_due(self, namespace: Namespace, now: datetime) -> bool:
+        """Whether any participation of the namespace has an autopilot move due by `now`."""
+        async with self._read() as tx:
+            found = await tx.fetchone(
+                f"SELECT 1 FROM participations WHERE {_NS} AND next_due_at IS NOT NULL "
+                "AND next_due_at<=? LIMIT 1",
+                (*_ns(namespace), format_time(now)),
+            )
+        return found is not None
 
-        Each move happens at its scheduled time (`mock_server.scenarios.advance`). Only rows
-        whose indexed `next_due_at` has passed are read, so a request with nothing due costs one
-        index probe. Returns how many participations moved.
-        """
-        key = (namespace.account_id, int(namespace.live_mode), format_time(now))
-        with self._lock:
-            probe = self._db.execute(
-                "SELECT 1 FROM participations WHERE account_id=? AND live_mode=? "
-                "AND next_due_at IS NOT NULL AND next_due_at<=? LIMIT 1",
-                key,
-            ).fetchone()
-            if probe is None:
-                return 0
-            with self._transaction() as db:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS}, version FROM participations WHERE account_id=? "
-                    "AND live_mode=? AND next_due_at IS NOT NULL AND next_due_at<=?",
-                    key,
-                ).fetchall()
-                for row in rows:
-                    current = _row_to_participation(row)
-                    try:
-                        moved = advance(current, now)
-                    except LifecycleError:  # pragma: no cover - a scenario bug: stop, never 500
-                        log.exception("autopilot could not advance %s", current.id)
-                        db.execute(
-                            "UPDATE participations SET next_due_at=NULL WHERE id=?", (current.id,)
-                        )
-                        continue
-                    self._rewrite(db, moved, row[2])
-            return len(rows)
-
-    def load(
-        self,
-        participations: Iterable[Participation],
-        *,
-        encode: Callable[[Participation], str] = _encode,
-        replace: bool = True,
-    ) -> int:
-        """Insert participations as they are (a world, a fixture), in one transaction.
-
-        `replace` overwrites rows with the same id; without it an id that exists is an error.
-        `encode` turns a participation into its stored JSON (a world loader passes a faster one).
-        """
-        return self.load_rows((row_of(p, encode(p)) for p in participations), replace=replace)
-
-    def load_rows(self, rows: Iterable[tuple[Any, ...]], *, replace: bool = True) -> int:
-        """`load` for rows already in the stored form (`row_of`): a world loader's fast path."""
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        # In id order, the primary key index grows at its end instead of splitting pages.
-        rows = sorted(rows)
-        with self._transaction() as db:
-            before = db.total_changes
-            empty = db.execute("SELECT 1 FROM participations LIMIT 1").fetchone() is None
-            indexes = db.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type='index' "
-                "AND tbl_name='participations' AND sql IS NOT NULL"
-            ).fetchall()
-            # A bulk load into an empty table: building the indexes once at the end is about
-            # twice as fast as keeping them up to date row by row.
-            rebuild = empty and len(rows) > 1000
-            if rebuild:
-                for name, _ in indexes:
-                    db.execute(f"DROP INDEX {name}")
-            db.executemany(f"{verb} INTO participations {_INSERT_COLUMNS}", rows)
-            if rebuild:
-                for _, sql in indexes:
-                    db.execute(sql)
-            return db.total_changes - before
-
-    def reset(self) -> None:
-        """Forget every participation and every namespace's clock."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM participations")
-            db.execute("DELETE FROM sandbox_clocks")
-
-    def replace_namespace(
+    async def apply_due(
         self,
         namespace: Namespace,
-        participations: Iterable[Participation],
+        now: datetime,
+        move: Callable[[Participation], Participation | None],
         *,
-        encode: Callable[[Participation], str] = _encode,
-    ) -> tuple[int, int]:
-        """Delete the namespace's participations and insert these, atomically: (deleted, added)."""
-        key = (namespace.account_id, int(namespace.live_mode))
-        rows = (_row_values(p, encode(p), 1) for p in participations)
-        with self._transaction() as db:
-            deleted = db.execute(
-                "DELETE FROM participations WHERE account_id=? AND live_mode=?", key
-            ).rowcount
-            before = db.total_changes
-            db.executemany(f"INSERT INTO participations {_INSERT_COLUMNS}", rows)
-            return deleted, db.total_changes - before
+        batch: int = 100,
+    ) -> Moved:
+        """Move up to `batch` participations whose step is due by `now`, under the namespace's
+        lock, so concurrent catch-ups (other requests, other processes) apply each step once.
 
-    def delete_namespace(self, namespace: Namespace) -> int:
-        """Forget the namespace's participations (not its clock); returns how many."""
-        with self._transaction() as db:
-            cursor = db.execute(
-                "DELETE FROM participations WHERE account_id=? AND live_mode=?",
-                (namespace.account_id, int(namespace.live_mode)),
-            )
-            return cursor.rowcount
-
-    @staticmethod
-    def _write(db: sqlite3.Connection, p: Participation, *, version: int) -> str:
-        body = _encode(p)
-        db.execute(f"INSERT INTO participations {_INSERT_COLUMNS}", _row_values(p, body, version))
-        return body
-
-    # -- sandbox clocks ------------------------------------------------------------------------
-
-    def clock_state(self, namespace: Namespace) -> ClockState | None:
-        """The namespace's stored clock, or None while it follows real time untouched."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT offset_us, frozen_at, autopilot FROM sandbox_clocks "
-                "WHERE account_id=? AND live_mode=?",
-                (namespace.account_id, int(namespace.live_mode)),
-            ).fetchone()
-        if row is None:
-            return None
-        return ClockState(
-            offset=timedelta(microseconds=row[0]),
-            frozen_at=None if row[1] is None else datetime.fromisoformat(row[1]),
-            autopilot=bool(row[2]),
-        )
-
-    def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
-        """Store the namespace's clock (None: forget it, back to real time)."""
-        key = (namespace.account_id, int(namespace.live_mode))
-        with self._transaction() as db:
-            if state is None:
-                db.execute("DELETE FROM sandbox_clocks WHERE account_id=? AND live_mode=?", key)
-                return
-            offset_us = state.offset // timedelta(microseconds=1)
-            frozen = None if state.frozen_at is None else state.frozen_at.isoformat()
-            db.execute(
-                "INSERT OR REPLACE INTO sandbox_clocks "
-                "(account_id, live_mode, offset_us, frozen_at, autopilot) VALUES (?, ?, ?, ?, ?)",
-                (*key, offset_us, frozen, int(state.autopilot)),
-            )
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def get(self, namespace: Namespace, participation_id: str) -> Participation:
-        return _row_to_participation(self._get_row(namespace, participation_id))
-
-    def get_json(self, namespace: Namespace, participation_id: str) -> str:
-        """The participation's API object as stored JSON text (`get(...).to_json()`, encoded).
-
-        Reads answer with this text as it is: the body column is written from `to_json()` (or
-        the world's equal document) on every write, so decoding and encoding again is waste.
+        `move` returns the participation after its due steps, or None to stop the autopilot for
+        it (its `next_due_at` is cleared).
         """
-        return str(self._get_row(namespace, participation_id)[0])
+        async with self._tx(lock=_lock("autopilot", namespace)) as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_COLUMNS}, version, id FROM participations WHERE {_NS} "
+                "AND next_due_at IS NOT NULL AND next_due_at<=? ORDER BY next_due_at LIMIT ?"
+                + self.row_lock,
+                (*_ns(namespace), format_time(now), batch),
+            )
+            for found in rows:
+                moved = move(_participation(found))
+                if moved is None:
+                    await tx.execute(
+                        "UPDATE participations SET next_due_at=NULL WHERE id=?", (found[3],)
+                    )
+                    continue
+                await self._rewrite(tx, self.row(moved, version=found[2]))
+        return Moved(len(rows), len(rows) == batch)
 
-    def _get_row(self, namespace: Namespace, participation_id: str) -> tuple[Any, ...]:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._db.execute(
-                f"SELECT {_COLUMNS} FROM participations WHERE id=? AND account_id=? "
-                "AND live_mode=?",
-                (participation_id, namespace.account_id, int(namespace.live_mode)),
-            ).fetchone()
+    async def load_rows(self, rows: Iterable[Row], *, batch: int = 500) -> int:
+        """Insert rows in the stored form (`row`), `batch` a transaction: a world's bulk path.
+
+        Small transactions keep the database's writers (SQLite has one) free for other
+        requests between batches. An id that exists is an error.
+        """
+        count = 0
+        chunk: list[Row] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= batch:
+                count += await self._insert_rows(chunk)
+                chunk = []
+        if chunk:
+            count += await self._insert_rows(chunk)
+        return count
+
+    async def _insert_rows(self, rows: list[Row]) -> int:
+        rows.sort()  # in id order the primary key index grows at its end
+        async with self._tx() as tx:
+            await tx.executemany(_INSERT, rows)
+        return len(rows)
+
+    async def delete_namespace(self, namespace: Namespace, *, batch: int = 1000) -> int:
+        """Forget the namespace's participations (not its clock), a batch a transaction."""
+        deleted = 0
+        while True:
+            async with self._tx() as tx:
+                ids = await tx.fetchall(
+                    f"SELECT id FROM participations WHERE {_NS} LIMIT ?", (*_ns(namespace), batch)
+                )
+                if ids:
+                    await tx.executemany("DELETE FROM participations WHERE id=?", ids)
+            deleted += len(ids)
+            if len(ids) < batch:
+                break
+        if deleted:
+            await self.compact()
+        return deleted
+
+    async def compact(self) -> None:
+        """Give the space of deleted rows back where the engine needs to be asked."""
+
+    async def reset(self) -> None:
+        """Forget every participation and every namespace's state (tests, `:memory:`)."""
+        async with self._tx() as tx:
+            for table in ("participations", "sandbox_clocks", "sandbox_rate_buckets"):
+                await tx.execute(f"DELETE FROM {table}")
+
+    # -- participations: reads -------------------------------------------------------------------
+
+    async def get(self, namespace: Namespace, participation_id: str) -> Participation:
+        return _participation(await self._get_row(namespace, participation_id))
+
+    async def get_json(self, namespace: Namespace, participation_id: str) -> str:
+        """The participation's API object as its stored JSON text (reads pass it through)."""
+        return str((await self._get_row(namespace, participation_id))[0])
+
+    async def _get_row(self, namespace: Namespace, participation_id: str) -> Row:
+        async with self._read() as tx:
+            row = await tx.fetchone(
+                f"SELECT {_COLUMNS} FROM participations WHERE id=? AND {_NS}",
+                (participation_id, *_ns(namespace)),
+            )
         if row is None:
             raise ParticipationNotFound(namespace, participation_id)
         return row
 
-    def all(self) -> list[Participation]:
-        """Every participation of every namespace, oldest first (for worlds and autopilots)."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM participations ORDER BY time_created, id"
-            ).fetchall()
-        return [_row_to_participation(r) for r in rows]
-
-    def list_json(
+    async def list_json(
         self,
         namespace: Namespace,
         *,
@@ -516,54 +443,159 @@ class Store:
         ending_before: str | None = None,
         device_id: str | None = None,
     ) -> tuple[builtins.list[str], bool]:
-        """A page newest first by (time_created, id), each item as its stored JSON text (see
-        `get_json`), and `has_more`; keyset cursors keep it stable."""
-        rows, has_more = self._page_rows(namespace, limit, starting_after, ending_before, device_id)
-        return [str(r[0]) for r in rows], has_more
-
-    def _page_rows(
-        self,
-        namespace: Namespace,
-        limit: int,
-        starting_after: str | None,
-        ending_before: str | None,
-        device_id: str | None,
-    ) -> tuple[builtins.list[Any], bool]:
+        """A page newest first by (time_created, id), each item as its stored JSON text, and
+        `has_more`; keyset cursors keep it stable under inserts."""
         if starting_after is not None and ending_before is not None:
             raise ValueError("starting_after and ending_before are exclusive")
-        where = ["account_id=?", "live_mode=?"]
-        args: list[Any] = [namespace.account_id, int(namespace.live_mode)]
+        where = [_NS]
+        args: list[Any] = [*_ns(namespace)]
         if device_id is not None:
             where.append("device_id=?")
             args.append(device_id)
         backward = ending_before is not None
-        with self._lock:
-            cursor_id = starting_after if starting_after is not None else ending_before
+        cursor_id = starting_after if starting_after is not None else ending_before
+        async with self._read() as tx:
             if cursor_id is not None:
-                name = "starting_after" if starting_after is not None else "ending_before"
-                row = self._db.execute(
-                    "SELECT time_created FROM participations WHERE id=? AND account_id=? "
-                    "AND live_mode=?",
-                    (cursor_id, namespace.account_id, int(namespace.live_mode)),
-                ).fetchone()
-                if row is None:
+                found = await tx.fetchone(
+                    f"SELECT time_created FROM participations WHERE id=? AND {_NS}",
+                    (cursor_id, *_ns(namespace)),
+                )
+                if found is None:
+                    name = "starting_after" if starting_after is not None else "ending_before"
                     raise UnknownCursor(name, cursor_id)
                 op = ">" if backward else "<"
                 where.append(f"(time_created, id) {op} (?, ?)")
-                args.extend([row[0], cursor_id])
+                args.extend([found[0], cursor_id])
             order = "ASC" if backward else "DESC"
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM participations WHERE {' AND '.join(where)} "
+            rows = await tx.fetchall(
+                f"SELECT body FROM participations WHERE {' AND '.join(where)} "
                 f"ORDER BY time_created {order}, id {order} LIMIT ?",
                 (*args, limit + 1),
-            ).fetchall()
+            )
         has_more = len(rows) > limit
-        rows = rows[:limit]
+        items = [str(r[0]) for r in rows[:limit]]
         if backward:
-            rows.reverse()
-        return rows, has_more
+            items.reverse()
+        return items, has_more
 
-    def count(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM participations").fetchone()
-        return int(n)
+    async def count(self, namespace: Namespace | None = None) -> int:
+        async with self._read() as tx:
+            if namespace is None:
+                found = await tx.fetchone("SELECT COUNT(*) FROM participations")
+            else:
+                found = await tx.fetchone(
+                    f"SELECT COUNT(*) FROM participations WHERE {_NS}", _ns(namespace)
+                )
+        return int(found[0]) if found else 0
+
+    async def participations(self) -> AsyncIterator[Participation]:
+        """Every participation of every namespace, oldest first (tests and tools)."""
+        async with self._read() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_COLUMNS} FROM participations ORDER BY time_created, id"
+            )
+        for row in rows:
+            yield _participation(row)
+
+    # -- sandbox clocks --------------------------------------------------------------------------
+
+    async def clock_state(self, namespace: Namespace) -> ClockState | None:
+        """The namespace's stored clock, or None while it follows real time untouched."""
+        async with self._read() as tx:
+            row = await tx.fetchone(
+                f"SELECT offset_us, frozen_at, autopilot FROM sandbox_clocks WHERE {_NS}",
+                _ns(namespace),
+            )
+        if row is None:
+            return None
+        return ClockState(
+            offset=timedelta(microseconds=int(row[0])),
+            frozen_at=None if row[1] is None else datetime.fromisoformat(row[1]),
+            autopilot=bool(row[2]),
+        )
+
+    async def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
+        """Store the namespace's clock (None: forget it, back to real time)."""
+        async with self._tx() as tx:
+            await tx.execute(f"DELETE FROM sandbox_clocks WHERE {_NS}", _ns(namespace))
+            if state is None:
+                return
+            await tx.execute(
+                "INSERT INTO sandbox_clocks (account_id, live_mode, offset_us, frozen_at, "
+                "autopilot) VALUES (?, ?, ?, ?, ?)",
+                (
+                    *_ns(namespace),
+                    state.offset // timedelta(microseconds=1),
+                    None if state.frozen_at is None else state.frozen_at.isoformat(),
+                    int(state.autopilot),
+                ),
+            )
+
+    # -- rate limits -----------------------------------------------------------------------------
+
+    async def take_token(self, namespace: Namespace, rate: float, now: float) -> float:
+        """A token bucket per namespace (`rate` a second, bursts of `rate`, at least one):
+        0 when the request may go ahead, else the seconds until a token is available.
+
+        `now` is wall-clock seconds, the same on every process of one machine or cluster.
+        """
+        capacity = max(1.0, rate)
+        async with self._tx(lock=_lock("rate", namespace)) as tx:
+            row = await tx.fetchone(
+                f"SELECT tokens, stamp FROM sandbox_rate_buckets WHERE {_NS}", _ns(namespace)
+            )
+            tokens, stamp = (capacity, now) if row is None else (float(row[0]), float(row[1]))
+            tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
+            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+            if wait == 0.0:
+                tokens -= 1.0
+            await tx.execute(f"DELETE FROM sandbox_rate_buckets WHERE {_NS}", _ns(namespace))
+            await tx.execute(
+                "INSERT INTO sandbox_rate_buckets (account_id, live_mode, tokens, stamp) "
+                "VALUES (?, ?, ?, ?)",
+                (*_ns(namespace), tokens, max(now, stamp)),
+            )
+        return wait if math.isfinite(wait) else 1.0
+
+    # -- the catalogue of known ids (loaded worlds) ----------------------------------------------
+
+    async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None:
+        """Remember what a world knows about ids of `kind` (its JSON data per id)."""
+        items = sorted(entries.items())
+        for start in range(0, len(items), 1000):
+            async with self._tx() as tx:
+                await tx.executemany(
+                    "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
+                    "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+                    [(kind, key, data) for key, data in items[start : start + 1000]],
+                )
+
+    async def catalog_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The data kept for each (kind, id) that is known, in one query."""
+        if not keys:
+            return {}
+        where = " OR ".join(["(kind=? AND id=?)"] * len(keys))
+        async with self._read() as tx:
+            rows = await tx.fetchall(
+                f"SELECT kind, id, data FROM sandbox_catalog WHERE {where}",
+                [part for key in keys for part in key],
+            )
+        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+
+    # -- settings kept with the data -------------------------------------------------------------
+
+    async def meta(self, key: str, default: Callable[[], str]) -> str:
+        """The value kept under `key` with the data, created from `default()` the first time
+        (by exactly one process when several start at once)."""
+        async with self._read() as tx:
+            row = await tx.fetchone("SELECT value FROM sandbox_meta WHERE key=?", (key,))
+        if row is not None:
+            return str(row[0])
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO sandbox_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (key, default()),
+            )
+            row = await tx.fetchone("SELECT value FROM sandbox_meta WHERE key=?", (key,))
+        assert row is not None
+        return str(row[0])

@@ -14,23 +14,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from vpp_sandbox.fixtures.generator import shift
-from vpp_sandbox.fixtures.worlds import WORLDS, World, build, participation_document
+from vpp_sandbox.fixtures.worlds import WORLDS, World, build
+from vpp_sandbox.mock_server.autopilot import next_due
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace
-from vpp_sandbox.mock_server.lifecycle import Participation, format_time
-from vpp_sandbox.mock_server.scenarios import next_step
+from vpp_sandbox.mock_server.lifecycle import Participation, encode_document
 from vpp_sandbox.mock_server.settings import Account, Settings
-from vpp_sandbox.mock_server.store import Store, row_of
+from vpp_sandbox.mock_server.store import Row, Store
 
 __all__ = [
     "WORLD_NAMES",
     "Loaded",
-    "encode",
     "load_all",
     "load_into",
     "merge_accounts",
@@ -41,12 +37,6 @@ __all__ = [
 ]
 
 WORLD_NAMES = tuple(WORLDS)
-_ORJSON = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
-
-
-def encode(p: Participation) -> str:
-    """The stored JSON of `p` (the API object), several times faster than `json.dumps`."""
-    return orjson.dumps(participation_document(p), option=_ORJSON).decode()
 
 
 def open_world(name_or_file: str, seed: int = 0, size: int | None = None) -> World:
@@ -64,10 +54,10 @@ def open_world(name_or_file: str, seed: int = 0, size: int | None = None) -> Wor
     )
 
 
-def register(world: World, catalog: Catalog) -> None:
+async def register(world: World, catalog: Catalog) -> None:
     """Known ids of the world take its data in creates (contract section 6)."""
     known = world.catalogue()
-    catalog.register(
+    await catalog.register(
         providers=known.provider_parties(),
         programmes=known.programme_parties(),
         device_locations=known.device_locations(),
@@ -81,17 +71,17 @@ def merge_accounts(accounts: tuple[Account, ...], world: World) -> tuple[Account
     return tuple(merged)
 
 
-def _delta(world: World, clock: Clock, namespace: Namespace) -> timedelta:
-    return clock.now(namespace).replace(microsecond=0) - world.now
+async def _delta(world: World, clock: Clock, namespace: Namespace) -> timedelta:
+    return (await clock.now(namespace)).replace(microsecond=0) - world.now
 
 
-def shifted_row(p: Participation, delta: timedelta) -> tuple[Any, ...]:
-    """`row_of(shift(p, delta), encode(...))` without building the moved participation.
+def shifted_row(store: Store, p: Participation, delta: timedelta) -> Row:
+    """`store.row(shift(p, delta))` without building the moved participation.
 
     A translation in time changes nothing but the times, so the document and the autopilot's
     next step are those of `p` with `delta` added: a third of the work for a big world.
     """
-    doc = participation_document(p)
+    doc = p.document()
     for entry in doc["participation_state"]:
         if "occurred_at" in entry:
             entry["occurred_at"] += delta
@@ -100,28 +90,28 @@ def shifted_row(p: Participation, delta: timedelta) -> tuple[Any, ...]:
     created = p.time_created + delta
     doc["time_created"] = created
     doc["time_updated"] = p.time_updated + delta
-    due = next_step(p)
-    return row_of(
+    due = next_due(p)
+    return store.row(
         p,
-        orjson.dumps(doc, option=_ORJSON).decode(),
+        encode_document(doc),
         time_created=created,
-        due_at=None if due is None else format_time(due.at + delta),
+        next_due=None if due is None else due + delta,
     )
 
 
-def load_all(store: Store, clock: Clock, world: World) -> int:
+async def load_all(store: Store, clock: Clock, world: World) -> int:
     """Every participation of the world, as it is, each namespace's share moved to its clock."""
     deltas: dict[Namespace, timedelta] = {}
+    for _, p in world.participations:
+        ns = Namespace(p.account_id, p.live_mode)
+        if ns not in deltas:
+            deltas[ns] = await _delta(world, clock, ns)
 
-    def rows() -> Iterator[tuple[Any, ...]]:
+    def rows() -> Iterator[Row]:
         for _, p in world.participations:
-            ns = Namespace(p.account_id, p.live_mode)
-            delta = deltas.get(ns)
-            if delta is None:
-                delta = deltas[ns] = _delta(world, clock, ns)
-            yield shifted_row(p, delta)
+            yield shifted_row(store, p, deltas[Namespace(p.account_id, p.live_mode)])
 
-    return store.load_rows(rows(), replace=False)
+    return await store.load_rows(rows())
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +126,14 @@ def _owned_id(namespace: Namespace, participation_id: str) -> str:
     return "vpp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def load_into(store: Store, clock: Clock, world: World, namespace: Namespace) -> Loaded:
+async def load_into(store: Store, clock: Clock, world: World, namespace: Namespace) -> Loaded:
     """Replace the namespace's participations with the world's of its mode (any account).
 
     Participations of another account become the namespace's, with an id derived from the
     namespace and the world id (so one world loads into many accounts without collisions);
     the other mode's are skipped. Times move so the world's `now` is the namespace's clock.
     """
-    delta = _delta(world, clock, namespace)
+    delta = await _delta(world, clock, namespace)
     mine = [p for _, p in world.participations if p.live_mode == namespace.live_mode]
     moved = (
         shift(
@@ -154,11 +144,12 @@ def load_into(store: Store, clock: Clock, world: World, namespace: Namespace) ->
         )
         for p in mine
     )
-    deleted, loaded = store.replace_namespace(namespace, moved, encode=encode)
+    deleted = await store.delete_namespace(namespace)
+    loaded = await store.load_rows(store.row(p) for p in moved)
     return Loaded(deleted, loaded, len(world.participations) - len(mine))
 
 
-def prepare(
+async def prepare(
     settings: Settings, store: Store, clock: Clock, catalog: Catalog
 ) -> tuple[Settings, str]:
     """`serve --world`: load `settings.world` into an EMPTY store, register it, add its accounts.
@@ -172,12 +163,12 @@ def prepare(
     started = time.perf_counter()
     world = open_world(settings.world, settings.seed, settings.size)
     built = time.perf_counter() - started
-    register(world, catalog)
+    await register(world, catalog)
     settings = settings.with_(accounts=merge_accounts(settings.accounts, world))
     label = f"{world.name} (seed {world.seed}" + (
         f", size {world.size})" if world.size is not None else ")"
     )
-    existing = store.count()
+    existing = await store.count()
     if existing:
         return settings, (
             f"World {label}: not loaded, {settings.db} already holds {existing} participations "
@@ -187,7 +178,7 @@ def prepare(
     # Millions of acyclic objects: the cyclic GC would only scan them again and again.
     gc.disable()
     try:
-        count = load_all(store, clock, world)
+        count = await load_all(store, clock, world)
     finally:
         gc.enable()
     loaded = time.perf_counter() - started

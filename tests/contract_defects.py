@@ -14,9 +14,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from vpp_sandbox.mock_server.app import create_app
-from vpp_sandbox.mock_server.lifecycle import Participation
+from vpp_sandbox.mock_server.autopilot import next_due
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
-from vpp_sandbox.mock_server.store import ParticipationNotFound, Store
+from vpp_sandbox.mock_server.store import ParticipationNotFound
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 __all__ = ["DEFECTS", "SECOND", "Defect", "build"]
 
@@ -320,34 +321,28 @@ class CrashOnDeviceFilter(Rewriter):
         return answer
 
 
-class LeakyStore(Store):
+class LeakyStore(SqliteStore):
     """Looks participations up by id only, whatever the token's namespace."""
 
-    def get(self, namespace: Any, participation_id: str) -> Participation:
+    async def get_json(self, namespace: Any, participation_id: str) -> str:
         try:
-            return super().get(namespace, participation_id)
+            return await super().get_json(namespace, participation_id)
         except ParticipationNotFound:
-            for p in self.all():
+            async for p in self.participations():
                 if p.id == participation_id:
-                    return p
+                    return json.dumps(p.to_json())
             raise
 
-    def get_json(self, namespace: Any, participation_id: str) -> str:
-        try:
-            return super().get_json(namespace, participation_id)
-        except ParticipationNotFound:
-            return json.dumps(self.get(namespace, participation_id).to_json())
 
-
-class RepeatingStore(Store):
+class RepeatingStore(SqliteStore):
     """Off-by-one cursor: the next page starts with the cursor item again."""
 
-    def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
-        items, has_more = super().list_json(namespace, **kwargs)
+    async def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
+        items, has_more = await super().list_json(namespace, **kwargs)
         cursor = kwargs.get("starting_after")
         if cursor is None:
             return items, has_more
-        again = super().get_json(namespace, cursor)
+        again = await super().get_json(namespace, cursor)
         return [again, *items][: kwargs.get("limit", 30)], has_more
 
 
@@ -360,7 +355,7 @@ class Defect:
     rule: str
     check: str
     middleware: type[Rewriter] | None = None
-    store: type[Store] | None = None
+    store: type[SqliteStore] | None = None
 
 
 DEFECTS: tuple[Defect, ...] = (
@@ -396,8 +391,8 @@ DEFECTS: tuple[Defect, ...] = (
 def build(defect: Defect | None = None) -> Any:
     """The mock app (in-memory, two accounts) with `defect` built in, or the real one."""
     settings = Settings(db=":memory:", accounts=ACCOUNTS)
-    store_cls = defect.store if defect is not None and defect.store is not None else Store
-    app: Any = create_app(settings, store_cls(":memory:"))
+    store_cls = defect.store if defect is not None and defect.store is not None else SqliteStore
+    app: Any = create_app(settings, store_cls(":memory:", next_due=next_due))
     if defect is not None and defect.middleware is not None:
         app = defect.middleware(app)
     return app

@@ -9,6 +9,7 @@ from typing import Any
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Account, Settings
 from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 
 ACCOUNT_A = "acc_" + "a1" * 12
 ACCOUNT_B = "acc_" + "b2" * 12
@@ -93,6 +94,6 @@ class Sandbox:
 
 def make_sandbox(db: str = ":memory:", **settings: Any) -> Sandbox:
     s = Settings(db=db, accounts=ACCOUNTS, **settings)
-    store = Store(db)
+    store = open_store(db)
     app = create_app(s, store)
     return Sandbox(s, store, app, app.test_client())

@@ -11,7 +11,7 @@ from sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.clock import SandboxClock
 from vpp_sandbox.mock_server.settings import Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 
@@ -58,7 +58,7 @@ def timed_sandbox(
 ) -> TimedSandbox:
     real = real or RealTime()
     s = Settings(db=db, accounts=ACCOUNTS, **settings)
-    store = Store(db)
+    store = open_store(db)
     app = create_app(s, store, clock=SandboxClock(store, real))
     return TimedSandbox(Sandbox(s, store, app, app.test_client()), real)
 

@@ -24,7 +24,6 @@ from vpp_sandbox.fixtures.worlds import (
     World,
     build,
     load_committed,
-    participation_document,
     participation_from_document,
 )
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
@@ -101,13 +100,6 @@ def test_json_round_trip(case: str) -> None:
         assert fast == Participation.from_json(doc, scenario)
         assert all(t.utcoffset() == timedelta(0) for e in fast.timeline
                    for t in (e.occurred_at, e.expected_at) if t is not None)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_fast_document_equals_the_lifecycle_json(case: str) -> None:
-    options = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
-    for _, p in world(case).participations:
-        assert orjson.loads(orjson.dumps(participation_document(p), option=options)) == p.to_json()
 
 
 # -- validity -------------------------------------------------------------------------------------

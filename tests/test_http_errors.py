@@ -13,8 +13,9 @@ from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.autopilot import next_due
 from vpp_sandbox.mock_server.settings import Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 SPEC = openapi.load()
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error", "components": SPEC["components"]}
@@ -271,16 +272,14 @@ def test_wrong_media_type_is_415(sb: Sandbox, content_type: str) -> None:
 # -- 500 and the error object's mode ---------------------------------------------------------
 
 
-class BrokenStore(Store):
-    def get(self, *args: Any, **kwargs: Any) -> Any:
+class BrokenStore(SqliteStore):
+    async def get_json(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
-
-    get_json = get
 
 
 def test_unexpected_exception_is_a_500_error_object() -> None:
     settings = Settings(db=":memory:")
-    client = create_app(settings, BrokenStore(":memory:")).test_client()
+    client = create_app(settings, BrokenStore(":memory:", next_due=next_due)).test_client()
     account = settings.accounts[0]
     token = client.get("/login", auth=(account.account_id, account.api_key)).json()
     headers = {"Authorization": f"Bearer {token['bearer_token']}"}

@@ -7,9 +7,11 @@ from typing import Any
 from openapi_schema_validator import OAS30Validator
 from sandbox_client import ACCOUNT_B, make_sandbox
 from spec_tools import resolve_refs
+from stores import memory_store, sync
 
 from vpp_sandbox import openapi
-from vpp_sandbox.mock_server.faults import FaultMiddleware, TokenBucket
+from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.faults import FaultMiddleware
 
 
 def _error_validator() -> OAS30Validator:
@@ -18,18 +20,20 @@ def _error_validator() -> OAS30Validator:
 
 
 def test_token_bucket_allows_the_rate_then_says_how_long_to_wait() -> None:
-    bucket = TokenBucket(rate=2.0, tokens=2.0, stamp=0.0)
-    assert bucket.take(0.0) == 0.0
-    assert bucket.take(0.0) == 0.0
-    assert bucket.take(0.0) == 0.5
-    assert bucket.take(0.5) == 0.0  # half a second later one token is back
+    store = memory_store()
+    ns = Namespace(ACCOUNT_B, False)
+    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.0
+    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.0
+    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.5
+    assert sync(store.take_token(ns, 2.0, 0.5)) == 0.0  # half a second later a token is back
+    assert sync(store.take_token(Namespace(ACCOUNT_B, True), 2.0, 0.0)) == 0.0
 
 
 def test_rate_limit_answers_429_with_retry_after_per_namespace() -> None:
     sandbox = make_sandbox(rate_limit=3)
     clock = [100.0]
     middleware = _fault_middleware(sandbox.app)
-    middleware.monotonic = lambda: clock[0]
+    middleware.wall = lambda: clock[0]
     statuses = [sandbox.list().status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     limited = sandbox.list()

@@ -7,6 +7,7 @@ from typing import Any
 import jwt
 import pytest
 from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
+from stores import sync
 
 from vpp_sandbox.mock_server.lifecycle import Party
 
@@ -196,9 +197,9 @@ def test_unknown_ids_get_deterministic_display_data_and_known_ones_come_from_the
     for key in ("provider", "programme", "location_id"):
         assert a[key] == b[key]
     known = Party(new_id("prv"), "Leap", "https://s.flatpeak.com/83b06a60e38c2.png")
-    sb1.app.state.catalog.register(
+    sync(sb1.app.state.catalog.register(
         providers=[known], device_locations={ids["device_id"]: "loc_" + "1" * 24}
-    )
+    ))
     c = sb1.create(provider_id=known.id, device_id=ids["device_id"]).json()
     assert c["provider"]["provider_display_name"] == "Leap"
     assert c["location_id"] == "loc_" + "1" * 24

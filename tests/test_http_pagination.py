@@ -19,7 +19,10 @@ class SteppingClock:
         self.reads = 0
         self.tie_every = tie_every
 
-    def now(self, namespace: Namespace | None = None) -> datetime:
+    def real(self) -> datetime:
+        return self.t
+
+    async def now(self, namespace: Namespace) -> datetime:
         self.reads += 1
         if self.reads % self.tie_every:
             self.t += timedelta(seconds=1)

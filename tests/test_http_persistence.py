@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 from sandbox_client import ACCOUNT_A, make_sandbox, step
+from stores import sync
 
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.lifecycle import Reason, Record, State, Status, apply_update
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 
 JOIN = [
     "AWAITING_CUSTOMER_CONSENT",
@@ -35,14 +36,14 @@ def test_data_survives_a_restart_on_a_sqlite_file(tmp_path: Path) -> None:
         assert first.update(pid, step(state)).status_code == 200
     before = first.get(pid).json()
     token = first.token()
-    first.store.close()
+    sync(first.store.close())
 
     second = make_sandbox(db)
     second._tokens[(ACCOUNT_A, False)] = token  # same signing secret: old tokens still work
     assert second.get(pid).json() == before
     assert [p["id"] for p in second.list().json()["data"]] == [pid]
     assert second.update(pid, step(JOIN[3])).json()["current_state"] == JOIN[3]
-    second.store.close()
+    sync(second.store.close())
     assert (tmp_path / "sandbox.db").exists()
 
 
@@ -123,7 +124,7 @@ def test_threads_and_two_connections_on_one_file_never_lose_a_write(tmp_path: Pa
     sb = make_sandbox(db)
     pid = _suspended(sb)
     start = len(sb.get(pid).json()["participation_state"])
-    stores = [sb.store, Store(db)]  # two connections: like two server processes
+    stores = [sb.store, open_store(db)]  # two connections: like two server processes
     ns = Namespace(ACCOUNT_A, False)
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(REASON_SETS) - 1)
@@ -134,7 +135,7 @@ def test_threads_and_two_connections_on_one_file_never_lose_a_write(tmp_path: Pa
         )
         barrier.wait()
         try:
-            stores[i % 2].update(ns, pid, lambda p: apply_update(p, [record], p.time_updated))
+            sync(stores[i % 2].update(ns, pid, lambda p: apply_update(p, [record], p.time_updated)))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -146,7 +147,7 @@ def test_threads_and_two_connections_on_one_file_never_lose_a_write(tmp_path: Pa
     for t in threads:
         t.join()
     assert errors == []
-    final = stores[1].get(ns, pid)
+    final = sync(stores[1].get(ns, pid))
     assert len(final.timeline) == start + len(threads)
-    stores[1].close()
-    sb.store.close()
+    sync(stores[1].close())
+    sync(sb.store.close())

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import requests
 from serve_process import served
+from stores import memory_store
 
-from vpp_sandbox.mock_server.server import FreezeAfterStartup, banner
+from vpp_sandbox.mock_server.server import Lifespan, banner
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 
@@ -40,7 +41,7 @@ def test_the_heap_is_frozen_once_start_up_is_complete(monkeypatch: pytest.Monkey
     async def send(message: dict[str, Any]) -> None:
         events.append(message["type"])
 
-    wrapped = FreezeAfterStartup(app)
+    wrapped = Lifespan(app, memory_store())
     asyncio.run(wrapped({"type": "lifespan"}, receive, send))
     assert events == ["started", "freeze", "lifespan.startup.complete"]
     asyncio.run(wrapped({"type": "http"}, receive, send))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 
 
 def test_app_builds_and_serves_login_and_a_participation() -> None:
     settings = Settings(db=":memory:")
-    app = create_app(settings, Store(":memory:"))
+    app = create_app(settings, open_store(":memory:"))
     client = app.test_client()
     account = settings.accounts[0]
     login = client.get("/login", auth=(account.account_id, account.api_key))
@@ -29,7 +29,7 @@ def test_app_builds_and_serves_login_and_a_participation() -> None:
 
 
 def test_swagger_ui_and_spec_are_served() -> None:
-    client = create_app(Settings(db=":memory:"), Store(":memory:")).test_client()
+    client = create_app(Settings(db=":memory:"), open_store(":memory:")).test_client()
     assert client.get("/ui/").status_code == 200
     spec = client.get("/openapi.json")
     assert spec.status_code == 200

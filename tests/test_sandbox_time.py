@@ -9,9 +9,12 @@ import pytest
 from fixture_checks import check_participation
 from sandbox_client import ACCOUNT_A, step
 from sandbox_time import START, parse, past, timed_sandbox
+from stores import sync
 
+from vpp_sandbox.mock_server.autopilot import catch_up
 from vpp_sandbox.mock_server.lifecycle import format_time
 from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES, SCENARIOS
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 HAPPY = [
     "ENROLMENT_REQUESTED",
@@ -237,7 +240,7 @@ def test_clock_and_autopilot_state_survive_a_restart(tmp_path: Path) -> None:
     token = first.sb.token()
     active = first.sb.get(pid).json()
     assert active["current_state"] == "ACTIVE"
-    first.sb.store.close()
+    sync(first.sb.store.close())
 
     second = timed_sandbox(db)
     second.sb._tokens[(ACCOUNT_A, False)] = token
@@ -245,7 +248,7 @@ def test_clock_and_autopilot_state_survive_a_restart(tmp_path: Path) -> None:
     assert clock["now"] == format_time(START + timedelta(days=7))
     assert (clock["frozen"], clock["autopilot"]) == (True, False)
     assert second.sb.get(pid).json() == active
-    second.sb.store.close()
+    sync(second.sb.store.close())
 
 
 def test_only_due_rows_are_touched() -> None:
@@ -255,10 +258,11 @@ def test_only_due_rows_are_touched() -> None:
 
     ns = Namespace(ACCOUNT_A, False)
     store = ts.sb.store
-    assert store.advance_due(ns, START) == 0
-    assert store.advance_due(ns, START + timedelta(minutes=5)) == len(ns_pids)
-    assert store.advance_due(ns, START + timedelta(minutes=5)) == 0
+    assert sync(catch_up(store, ns, START)) == 0
+    assert sync(catch_up(store, ns, START + timedelta(minutes=5))) == len(ns_pids)
+    assert sync(catch_up(store, ns, START + timedelta(minutes=5))) == 0
     # A row's next_due_at follows its state: terminal rows are never due again.
+    assert isinstance(store, SqliteStore)
     plan = store._db.execute("EXPLAIN QUERY PLAN SELECT 1 FROM participations WHERE "
                              "account_id=? AND live_mode=? AND next_due_at IS NOT NULL "
                              "AND next_due_at<=? LIMIT 1", (ACCOUNT_A, 0, "x")).fetchall()

@@ -14,28 +14,33 @@ from fixture_checks import check_participation
 from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
 from sandbox_time import START, RealTime, parse, timed_sandbox
 from serve_process import served
+from stores import memory_store, sync
 
 from vpp_sandbox.cli import build_parser
 from vpp_sandbox.fixtures.generator import shift
 from vpp_sandbox.fixtures.worlds import build
 from vpp_sandbox.mock_server.app import create_app
-from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.autopilot import catch_up
+from vpp_sandbox.mock_server.catalog import Catalog, derived_programme, derived_provider
 from vpp_sandbox.mock_server.clock import Namespace, SandboxClock
 from vpp_sandbox.mock_server.lifecycle import format_time, new_participation
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
-from vpp_sandbox.mock_server.store import DuplicateParticipation, Store, row_of
+from vpp_sandbox.mock_server.store import DuplicateParticipation
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
+from vpp_sandbox.mock_server.stores import open_store
 from vpp_sandbox.mock_server.worlds import prepare, shifted_row
 
 DEMO = build("demo")
+STORE = memory_store()  # only its row layout is used
 
 
 def _serve(db: str, world: str = "demo", **settings: object) -> tuple[Sandbox, str]:
     """What `vpp-sandbox serve --world` does before uvicorn starts, in-process."""
     base = Settings(db=db, world=world, **settings)  # type: ignore[arg-type]
-    store = Store(db)
+    store = open_store(db)
     clock = SandboxClock(store, RealTime())
-    catalog = Catalog()
-    ready, note = prepare(base, store, clock, catalog)
+    catalog = Catalog(store)
+    ready, note = sync(prepare(base, store, clock, catalog))
     app = create_app(ready, store, clock=clock, catalog=catalog)
     return Sandbox(ready, store, app, app.test_client()), note
 
@@ -43,7 +48,7 @@ def _serve(db: str, world: str = "demo", **settings: object) -> tuple[Sandbox, s
 def test_serve_world_loads_every_namespace_shifted_to_the_clock(tmp_path: Path) -> None:
     sb, note = _serve(str(tmp_path / "s.db"))
     assert "44 participations loaded" in note
-    assert sb.store.count() == len(DEMO.participations)
+    assert sync(sb.store.count()) == len(DEMO.participations)
     # World accounts log in beside the default one; each sees its own share, as in the world.
     assert set(DEFAULT_ACCOUNT) <= set(sb.settings.accounts)
     delta = START - DEMO.now
@@ -62,8 +67,8 @@ def test_serve_world_loads_every_namespace_shifted_to_the_clock(tmp_path: Path) 
                 assert parse(doc["time_created"]) == p.time_created + delta
                 assert parse(doc["time_updated"]) <= START
             # Nothing in flight is overdue once loaded.
-            assert sb.store.advance_due(Namespace(account.account_id, live), START) == 0
-    sb.store.close()
+            assert sync(catch_up(sb.store, Namespace(account.account_id, live), START)) == 0
+    sync(sb.store.close())
 
 
 def test_serve_world_loads_into_an_empty_store_only(tmp_path: Path) -> None:
@@ -78,16 +83,16 @@ def test_serve_world_loads_into_an_empty_store_only(tmp_path: Path) -> None:
     )
     assert r.status_code in (200, 409)
     kept = first.get(pid, me).json()
-    first.store.close()
+    sync(first.store.close())
 
     again, note = _serve(db)
     assert "not loaded" in note and "44" in note
-    assert again.store.count() == len(DEMO.participations)
+    assert sync(again.store.count()) == len(DEMO.participations)
     assert again.get(pid, me).json() == kept
     # The world's other account still logs in after the restart.
     other = DEMO.accounts[1]
     assert again.list(other.account_id).status_code == 200
-    again.store.close()
+    sync(again.store.close())
 
 
 def test_serve_world_from_a_json_file_and_known_ids_take_the_worlds_data(tmp_path: Path) -> None:
@@ -104,7 +109,7 @@ def test_serve_world_from_a_json_file_and_known_ids_take_the_worlds_data(tmp_pat
     body = created.json()
     assert body["programme"]["programme_display_name"] == programme.display_name
     assert body["provider"]["provider_display_name"] == provider.display_name
-    sb.store.close()
+    sync(sb.store.close())
 
 
 def test_the_cli_takes_world_seed_and_size() -> None:
@@ -158,64 +163,34 @@ def test_post_world_rejects_unknown_worlds_and_bad_sizes() -> None:
     assert r.status_code == 200 and r.json()["loaded"] + r.json()["skipped_other_mode"] == 40
 
 
-def test_a_store_file_from_before_the_autopilot_is_migrated(tmp_path: Path) -> None:
-    db = tmp_path / "old.db"
-    p = new_participation(
-        id="vpp_" + "1" * 24, account_id=ACCOUNT_A, live_mode=False,
-        device_id="dev_" + "1" * 24, location_id="loc_" + "1" * 24, reference_id=None,
-        provider=Catalog().provider("prv_" + "1" * 24),
-        programme=Catalog().programme("vpr_" + "1" * 24, Catalog().provider("prv_" + "1" * 24)),
-        now=START,
-    )
-    con = sqlite3.connect(db)
-    con.executescript(
-        "CREATE TABLE participations (id TEXT PRIMARY KEY, account_id TEXT NOT NULL, "
-        "live_mode INTEGER NOT NULL, device_id TEXT NOT NULL, programme_id TEXT NOT NULL, "
-        "current_state TEXT NOT NULL, terminal INTEGER NOT NULL, time_created TEXT NOT NULL, "
-        "scenario TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL);"
-    )
-    con.execute(
-        "INSERT INTO participations VALUES (?, ?, 0, ?, ?, ?, 0, ?, 'happy', 1, ?)",
-        (p.id, ACCOUNT_A, p.device_id, p.programme.id, p.current_state.value,
-         format_time(p.time_created), json.dumps(p.to_json())),
-    )
-    con.commit()
-    con.close()
-    store = Store(str(db))
-    assert store.advance_due(Namespace(ACCOUNT_A, False), START + timedelta(days=7)) == 1
-    assert store.get(Namespace(ACCOUNT_A, False), p.id).current_state.value == "ACTIVE"
-    store.close()
-
-
-def test_a_store_file_with_the_old_open_index_loses_it_and_still_refuses_duplicates(
-    tmp_path: Path,
-) -> None:
+def test_a_store_file_with_the_old_open_index_gets_the_unique_one(tmp_path: Path) -> None:
     db = tmp_path / "old-index.db"
-    Store(str(db)).close()
+    sync(open_store(str(db)).close())
     con = sqlite3.connect(db)
+    con.execute("DROP INDEX participations_open")
     con.execute(
         "CREATE INDEX participations_open "
         "ON participations (account_id, live_mode, device_id, programme_id, terminal)"
     )
     con.commit()
     con.close()
-    store = Store(str(db))
-    names = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "participations_open" not in names and "participations_device" in names
-    catalog = Catalog()
-    provider = catalog.provider("prv_" + "1" * 24)
+    store = open_store(str(db))
+    assert isinstance(store, SqliteStore)
+    unique = {r[1]: r[2] for r in store._db.execute("PRAGMA index_list(participations)")}
+    assert unique["participations_open"] == 1 and "participations_device" in unique
+    provider = derived_provider("prv_" + "1" * 24)
 
     def make(pid: str) -> Any:
         return new_participation(
             id=pid, account_id=ACCOUNT_A, live_mode=False, device_id="dev_" + "2" * 24,
             location_id="loc_" + "2" * 24, reference_id=None, provider=provider,
-            programme=catalog.programme("vpr_" + "1" * 24, provider), now=START,
+            programme=derived_programme("vpr_" + "1" * 24, provider), now=START,
         )
 
-    store.insert(make("vpp_" + "a" * 24))
+    sync(store.insert(make("vpp_" + "a" * 24)))
     with pytest.raises(DuplicateParticipation):
-        store.insert(make("vpp_" + "b" * 24))
-    store.close()
+        sync(store.insert(make("vpp_" + "b" * 24)))
+    sync(store.close())
 
 
 def test_accounts_of_the_sandbox_client_are_not_in_the_demo_world() -> None:
@@ -251,8 +226,8 @@ def test_the_fast_world_rows_equal_shifting_then_storing(name: str) -> None:
     delta = timedelta(days=24, hours=9, seconds=7)
     for _, p in world.participations:
         moved = shift(p, delta)
-        fast = shifted_row(p, delta)
-        assert fast[:10] + fast[11:] == row_of(moved, "")[:10] + row_of(moved, "")[11:]
+        fast = shifted_row(STORE, p, delta)
+        assert fast[:10] + fast[11:] == STORE.row(moved, "")[:10] + STORE.row(moved, "")[11:]
         assert json.loads(fast[10]) == moved.to_json()
 
 

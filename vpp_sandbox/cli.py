@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1, env VPP_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8080, env VPP_PORT)")
     serve.add_argument(
-        "--db", help="SQLite file, or :memory: (default vpp-sandbox.db, env VPP_DB)"
+        "--db",
+        help="a SQLite file, :memory:, or a postgresql:// URL shared by several servers "
+        "(default vpp-sandbox.db, env VPP_DB)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the store (default 1, env VPP_WORKERS); a file or a "
+        "postgresql:// URL, not :memory:",
     )
     serve.add_argument(
         "--account",
@@ -101,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=args.size,
             autopilot=args.autopilot,
             rate_limit=args.rate_limit,
+            workers=args.workers,
         )
         return serve(settings)
     if args.command == "test":

@@ -1,0 +1,23 @@
+"""Opening the store a `--db` value names: a SQLite file, `:memory:`, or a PostgreSQL URL."""
+
+from __future__ import annotations
+
+from vpp_sandbox.mock_server.autopilot import next_due
+from vpp_sandbox.mock_server.store import Store
+
+__all__ = ["is_postgres", "open_store"]
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(db: str) -> Store:
+    """The store for `db`, wired to the autopilot's due-time rule."""
+    if is_postgres(db):
+        from vpp_sandbox.mock_server.store_postgres import PostgresStore
+
+        return PostgresStore(db, next_due=next_due)
+    from vpp_sandbox.mock_server.store_sqlite import SqliteStore
+
+    return SqliteStore(db, next_due=next_due)
