@@ -1,0 +1,231 @@
+"""The store contract: one suite, every engine (SQLite in memory, a SQLite file, PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+from postgres_server import PostgresServer
+
+from vpp_sandbox.mock_server.autopilot import catch_up
+from vpp_sandbox.mock_server.catalog import derived_programme, derived_provider
+from vpp_sandbox.mock_server.clock import ClockState, Namespace
+from vpp_sandbox.mock_server.lifecycle import (
+    Participation,
+    Record,
+    State,
+    Status,
+    apply_update,
+    new_participation,
+)
+from vpp_sandbox.mock_server.store import (
+    DuplicateParticipation,
+    ParticipationNotFound,
+    Store,
+    UnknownCursor,
+)
+from vpp_sandbox.mock_server.stores import open_store
+
+pytestmark = pytest.mark.anyio
+START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Store]:
+    if request.param == "sqlite-memory":
+        db = ":memory:"
+    elif request.param == "sqlite-file":
+        db = str(tmp_path / "store.db")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        db = server.database()
+    opened = open_store(db)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def ns() -> Namespace:
+    return Namespace("acc_" + secrets.token_hex(12), False)
+
+
+def make(
+    namespace: Namespace,
+    *,
+    device: str | None = None,
+    programme: str = "vpr_" + "1" * 24,
+    at: datetime = START,
+    pid: str | None = None,
+) -> Participation:
+    provider = derived_provider("prv_" + "1" * 24)
+    return new_participation(
+        id=pid or "vpp_" + secrets.token_hex(12),
+        account_id=namespace.account_id,
+        live_mode=namespace.live_mode,
+        device_id=device or "dev_" + secrets.token_hex(12),
+        location_id="loc_" + "2" * 24,
+        reference_id=None,
+        provider=provider,
+        programme=derived_programme(programme, provider),
+        now=at,
+    )
+
+
+def to(state: State, at: datetime) -> object:
+    return lambda p: apply_update(p, [Record(state, Status.IN_PROGRESS, occurred_at=at)], at)
+
+
+async def test_insert_get_and_the_stored_json_round_trip(store: Store) -> None:
+    space = ns()
+    p = make(space)
+    text = await store.insert(p)
+    assert orjson.loads(text) == p.to_json()
+    assert await store.get_json(space, p.id) == text
+    assert await store.get(space, p.id) == p
+    with pytest.raises(ParticipationNotFound):
+        await store.get_json(Namespace(space.account_id, True), p.id)
+    with pytest.raises(ParticipationNotFound):
+        await store.get_json(ns(), p.id)
+    assert await store.count(space) == 1
+
+
+async def test_one_open_participation_per_device_and_programme(store: Store) -> None:
+    space = ns()
+    first = make(space, device="dev_" + "3" * 24)
+    await store.insert(first)
+    with pytest.raises(DuplicateParticipation) as caught:
+        await store.insert(make(space, device="dev_" + "3" * 24))
+    assert caught.value.existing_id == first.id
+    # Another programme, another namespace: fine. A finished one frees the device.
+    await store.insert(make(space, device="dev_" + "3" * 24, programme="vpr_" + "9" * 24))
+    await store.insert(make(ns(), device="dev_" + "3" * 24))
+    await store.update(space, first.id, to(State.FAILED, START))  # type: ignore[arg-type]
+    await store.insert(make(space, device="dev_" + "3" * 24))
+
+
+async def test_update_applies_the_change_atomically_and_refuses_unknown_ids(store: Store) -> None:
+    space = ns()
+    p = make(space)
+    await store.insert(p)
+    later = START + timedelta(minutes=1)
+    text = await store.update(space, p.id, to(State.AWAITING_CUSTOMER_CONSENT, later))  # type: ignore[arg-type]
+    moved = await store.get(space, p.id)
+    assert moved.current_state is State.AWAITING_CUSTOMER_CONSENT
+    assert orjson.loads(text) == moved.to_json()
+
+    def refuse(current: Participation) -> Participation:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        await store.update(space, p.id, refuse)
+    assert await store.get(space, p.id) == moved
+    with pytest.raises(ParticipationNotFound):
+        await store.update(ns(), p.id, lambda current: current)
+
+
+async def test_concurrent_updates_of_one_participation_never_lose_one(store: Store) -> None:
+    space = ns()
+    p = make(space)
+    await store.insert(p)
+    path = [State.AWAITING_CUSTOMER_CONSENT, State.AWAITING_DEVICE_TELEMETRY,
+            State.CHECKING_ELIGIBILITY, State.AWAITING_REGISTRATION, State.REGISTERED]
+
+    def next_legal(current: Participation) -> Participation:
+        state = path[path.index(current.current_state) + 1] if current.current_state in path \
+            else path[0]
+        return apply_update(current, [Record(state, Status.IN_PROGRESS)], START)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(len(path)):
+            tasks.start_soon(store.update, space, p.id, next_legal)
+    final = await store.get(space, p.id)
+    assert [e.state for e in final.history][1:] == path
+
+
+async def test_list_pages_newest_first_with_both_cursors_and_a_device_filter(
+    store: Store,
+) -> None:
+    space = ns()
+    device = "dev_" + "4" * 24
+    made = [make(space, at=START + timedelta(seconds=i // 2)) for i in range(7)]
+    made.append(make(space, device=device, at=START + timedelta(seconds=1)))
+    for p in made:
+        await store.insert(p)
+    order = sorted(made, key=lambda p: (p.time_created, p.id), reverse=True)
+    ids = [p.id for p in order]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, more = await store.list_json(space, limit=3, starting_after=cursor)
+        seen += [orjson.loads(t)["id"] for t in page]
+        if not more:
+            break
+        cursor = seen[-1]
+    assert seen == ids
+    back, more = await store.list_json(space, limit=3, ending_before=ids[5])
+    assert [orjson.loads(t)["id"] for t in back] == ids[2:5] and more
+    only, more = await store.list_json(space, device_id=device)
+    assert [orjson.loads(t)["id"] for t in only] == [made[-1].id] and not more
+    with pytest.raises(UnknownCursor):
+        await store.list_json(space, starting_after="vpp_" + "0" * 24)
+    assert await store.list_json(ns()) == ([], False)
+
+
+async def test_a_due_step_is_applied_once_by_concurrent_catch_ups(store: Store) -> None:
+    space = ns()
+    for _ in range(7):
+        await store.insert(make(space))
+    later = START + timedelta(days=8)
+    moved = [0] * 6
+
+    async def one(i: int) -> None:
+        moved[i] = await catch_up(store, space, later)
+
+    async with anyio.create_task_group() as tasks:
+        for i in range(len(moved)):
+            tasks.start_soon(one, i)
+    assert sum(moved) == 7  # each participation moved by exactly one of them
+    page, _ = await store.list_json(space)
+    for text in page:
+        doc = orjson.loads(text)
+        states = [e["state"] for e in doc["participation_state"] if e["status"] != "PENDING"]
+        assert states[-1] == "ACTIVE" and len(states) == len(set(states))
+    assert not await store.has_due(space, later)
+
+
+async def test_delete_namespace_and_bulk_load_touch_only_that_namespace(store: Store) -> None:
+    mine, other = ns(), ns()
+    rows = [store.row(make(mine)) for _ in range(25)]
+    assert await store.load_rows(rows, batch=10) == 25
+    await store.insert(make(other))
+    assert await store.delete_namespace(mine, batch=7) == 25
+    assert await store.count(mine) == 0 and await store.count(other) == 1
+
+
+async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: Store) -> None:
+    space = ns()
+    assert await store.clock_state(space) is None
+    state = ClockState(offset=timedelta(days=3, microseconds=5), frozen_at=START, autopilot=False)
+    await store.save_clock_state(space, state)
+    assert await store.clock_state(space) == state
+    await store.save_clock_state(space, None)
+    assert await store.clock_state(space) is None
+
+    assert [await store.take_token(space, 2.0, 100.0) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert await store.take_token(space, 2.0, 100.5) == 0.0
+
+    await store.catalog_put("provider", {"prv_a": '["A", "https://a"]'})
+    await store.catalog_put("provider", {"prv_a": '["A2", "https://a"]'})
+    found = await store.catalog_get([("provider", "prv_a"), ("provider", "prv_b")])
+    assert found == {("provider", "prv_a"): '["A2", "https://a"]'}
+
+    first = await store.meta("secret", lambda: "one")
+    assert first == "one" and await store.meta("secret", lambda: "two") == "one"
