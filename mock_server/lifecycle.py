@@ -673,8 +673,10 @@ def apply_update(
     for i, r in enumerate(steps):
         if not is_legal(state, r.state, ret):
             raise _illegal(participation.id, state, r.state, ret)
-        occurred = r.occurred_at if r.occurred_at is not None else now
-        if occurred > now:
+        # A time the server assigns never goes back: another writer may have stored a later
+        # second between this request's clock reading and its turn to write.
+        occurred = r.occurred_at if r.occurred_at is not None else max(now, last_at)
+        if r.occurred_at is not None and occurred > now:
             raise InvalidTimeline(
                 f"participation_state[{i}] has occurred_at {format_time(occurred)}, which is "
                 f"in the future (now is {format_time(now)}); omit it to use the time of the "

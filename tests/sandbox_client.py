@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Account, Settings
@@ -97,3 +101,17 @@ def make_sandbox(db: str = ":memory:", **settings: Any) -> Sandbox:
     store = open_store(db)
     app = create_app(s, store)
     return Sandbox(s, store, app, app.test_client())
+
+
+@contextmanager
+def sandbox_on(kind: str, request: pytest.FixtureRequest, **settings: Any) -> Iterator[Sandbox]:
+    """An in-process sandbox on `kind` of store: "sqlite" (in memory) or "postgres" (a fresh
+    database on the session's server). The client keeps one event loop for all its requests,
+    as a server does (the PostgreSQL pool belongs to the loop it opened in)."""
+    if kind == "sqlite":
+        yield make_sandbox(**settings)
+        return
+    sb = make_sandbox(request.getfixturevalue("postgres").database(), **settings)
+    with sb.client:
+        yield sb
+        sb.client.portal.call(sb.store.close)  # in the loop the pool belongs to

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
-from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
+from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, sandbox_on, step
 from stores import sync
 
 from vpp_sandbox.mock_server.lifecycle import Party
@@ -21,9 +22,10 @@ JOIN = [
 ]
 
 
-@pytest.fixture
-def sb() -> Sandbox:
-    return make_sandbox()
+@pytest.fixture(params=["sqlite", "postgres"])
+def sb(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with sandbox_on(request.param, request) as sandbox:
+        yield sandbox
 
 
 def states(p: dict[str, Any], status: str | None = None) -> list[str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sandbox_client import Sandbox, make_sandbox, new_id
+from sandbox_client import Sandbox, new_id, sandbox_on
 
 from vpp_sandbox.mock_server.clock import Namespace
 
@@ -29,11 +30,11 @@ class SteppingClock:
         return self.t
 
 
-@pytest.fixture
-def sb() -> Sandbox:
-    sandbox = make_sandbox()
-    sandbox.app.state.clock = SteppingClock()
-    return sandbox
+@pytest.fixture(params=["sqlite", "postgres"])
+def sb(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    with sandbox_on(request.param, request) as sandbox:
+        sandbox.app.state.clock = SteppingClock()
+        yield sandbox
 
 
 def ids(page: dict[str, Any]) -> list[str]:

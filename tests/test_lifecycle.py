@@ -479,3 +479,16 @@ def test_random_legal_walks_keep_every_invariant_and_append_only_history(seed: i
         assert new_past[: len(old_past)] == old_past
         assert q.time_updated >= p.time_updated
         p = q
+
+
+def test_a_time_the_server_assigns_never_goes_back() -> None:
+    """A writer that read the clock before another one stored a later second still appends in
+    order: without occurred_at the new entry takes the later of now and the current entry."""
+    p = apply_update(fresh(), [rec(S.AWAITING_CUSTOMER_CONSENT)], T0 + timedelta(seconds=5))
+    late = apply_update(p, [rec(S.AWAITING_DEVICE_TELEMETRY)], T0 + timedelta(seconds=4))
+    assert late.current.occurred_at == T0 + timedelta(seconds=5)
+    with pytest.raises(InvalidTimeline, match="must not go back"):
+        apply_update(
+            p, [rec(S.AWAITING_DEVICE_TELEMETRY, occurred_at=T0 + timedelta(seconds=4))],
+            T0 + timedelta(seconds=6),
+        )
