@@ -27,7 +27,7 @@ log = logging.getLogger("vpp_sandbox.mock_server")
 
 # Participations moved per transaction: small enough that other requests (and, on SQLite, other
 # writers) get their turn between batches of a big catch-up.
-BATCH = 50
+BATCH = 10
 
 
 def next_due(p: Participation) -> datetime | None:

@@ -13,7 +13,7 @@ from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxCloc
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.handlers import AppState, Result
 from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
-from vpp_sandbox.mock_server.worlds import load_into, open_world, register
+from vpp_sandbox.mock_server.worlds import load_into
 
 __all__ = ["Control", "parse_duration"]
 
@@ -118,9 +118,12 @@ class Control:
         size = body.get("size")
         if name == "load" and size is None:
             size = _LOAD_SIZE
-        world = open_world(name, seed, size)
-        loaded = await load_into(self.state.store, self.clock, world, ns)
-        await register(world, self.state.catalog)
+        try:
+            loaded = await load_into(
+                self.state.store, self.clock, self.state.catalog, ns, name, seed, size
+            )
+        except ValueError as exc:
+            raise ApiError("invalid_request_body", str(exc)) from None
         answer = {
             "object": "sandbox_world",
             "world": name,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import sys
 import warnings
@@ -38,17 +36,6 @@ def banner(settings: Settings, where: str | None = None) -> str:
     first = settings.accounts[0]
     lines.append(f"  Try:         curl -u {first.account_id}:{first.api_key} {base}/login")
     return "\n".join(lines)
-
-
-def _release_memory() -> None:
-    """Hand the heap a loaded world used back to the system (100,000: about 480 -> 255 MB).
-
-    The world's objects are garbage once it is in SQLite, but glibc keeps the freed heap;
-    malloc_trim returns it. Elsewhere (no glibc) this only collects.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class Lifespan:
@@ -130,7 +117,9 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         return 2
     if settings.world:
-        _release_memory()
+        from vpp_sandbox.mock_server.worlds import release_memory
+
+        release_memory()
     print(banner(settings, where), file=out, flush=True)
     if note:
         print(f"  {note}", file=out, flush=True)

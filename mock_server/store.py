@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import anyio
 import orjson
 
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
@@ -42,6 +43,7 @@ __all__ = [
     "StoreUnavailable",
     "Tx",
     "UnknownCursor",
+    "row_of",
 ]
 
 NextDue = Callable[[Participation], datetime | None]
@@ -195,6 +197,36 @@ def _lock(purpose: str, namespace: Namespace) -> str:
     return f"{purpose}:{namespace.account_id}:{int(namespace.live_mode)}"
 
 
+def row_of(
+    p: Participation,
+    body: str | None = None,
+    *,
+    next_due: datetime | None,
+    version: int = 1,
+    time_created: datetime | None = None,
+) -> Row:
+    """The stored row of `p` whose API JSON is `body` (default: `p.encode()`).
+
+    A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
+    the moved `time_created` and `next_due`.
+    """
+    state = p.current_state
+    return (
+        p.id,
+        p.account_id,
+        int(p.live_mode),
+        p.device_id,
+        p.programme.id,
+        state.value,
+        int(state in TERMINAL),
+        format_time(time_created or p.time_created),
+        p.scenario,
+        version,
+        p.encode() if body is None else body,
+        None if next_due is None else format_time(next_due),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Moved:
     """What `apply_due` did with one batch: rows looked at, and whether more may be due."""
@@ -246,26 +278,10 @@ class Store:
         time_created: datetime | None = None,
         next_due: datetime | bool | None = True,
     ) -> Row:
-        """The stored row of `p` whose API JSON is `body` (default: `p.encode()`).
-
-        A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
-        the moved `time_created` and `next_due`; by default both are `p`'s own.
-        """
+        """`row_of(p)` with this store's due-time rule (unless `next_due` is given)."""
         due = self._next_due(p) if next_due is True else next_due
-        state = p.current_state
-        return (
-            p.id,
-            p.account_id,
-            int(p.live_mode),
-            p.device_id,
-            p.programme.id,
-            state.value,
-            int(state in TERMINAL),
-            format_time(time_created or p.time_created),
-            p.scenario,
-            version,
-            p.encode() if body is None else body,
-            None if due is None or due is False else format_time(due),
+        return row_of(
+            p, body, version=version, time_created=time_created, next_due=due or None
         )
 
     # -- participations: writes ------------------------------------------------------------------
@@ -366,7 +382,7 @@ class Store:
                 await self._rewrite(tx, self.row(moved, version=found[2]))
         return Moved(len(rows), len(rows) == batch)
 
-    async def load_rows(self, rows: Iterable[Row], *, batch: int = 500) -> int:
+    async def load_rows(self, rows: Iterable[Row], *, batch: int = 100) -> int:
         """Insert rows in the stored form (`row`), `batch` a transaction: a world's bulk path.
 
         Small transactions keep the database's writers (SQLite has one) free for other
@@ -379,6 +395,7 @@ class Store:
             if len(chunk) >= batch:
                 count += await self._insert_rows(chunk)
                 chunk = []
+                await anyio.sleep(0)  # other requests go first between batches
         if chunk:
             count += await self._insert_rows(chunk)
         return count
@@ -389,7 +406,7 @@ class Store:
             await tx.executemany(_INSERT, rows)
         return len(rows)
 
-    async def delete_namespace(self, namespace: Namespace, *, batch: int = 1000) -> int:
+    async def delete_namespace(self, namespace: Namespace, *, batch: int = 100) -> int:
         """Forget the namespace's participations (not its clock), a batch a transaction."""
         deleted = 0
         while True:
@@ -402,6 +419,7 @@ class Store:
             deleted += len(ids)
             if len(ids) < batch:
                 break
+            await anyio.sleep(0)
         if deleted:
             await self.compact()
         return deleted
@@ -562,13 +580,14 @@ class Store:
     async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None:
         """Remember what a world knows about ids of `kind` (its JSON data per id)."""
         items = sorted(entries.items())
-        for start in range(0, len(items), 1000):
+        for start in range(0, len(items), 200):
             async with self._tx() as tx:
                 await tx.executemany(
                     "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
                     "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                    [(kind, key, data) for key, data in items[start : start + 1000]],
+                    [(kind, key, data) for key, data in items[start : start + 200]],
                 )
+            await anyio.sleep(0)
 
     async def catalog_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The data kept for each (kind, id) that is known, in one query."""

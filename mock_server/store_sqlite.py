@@ -26,7 +26,7 @@ __all__ = ["SqliteStore"]
 # are small, so the wait is normally milliseconds.
 BUSY_TIMEOUT_S = 10.0
 # Incremental vacuum: pages handed back to the file system per step after a big delete.
-_VACUUM_STEP = 512
+_VACUUM_STEP = 64
 
 
 class _Connection(Tx):

@@ -7,13 +7,20 @@ sandbox clock, writes it to the store in one bulk transaction and registers what
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import hashlib
+import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from vpp_sandbox.fixtures.generator import shift
 from vpp_sandbox.fixtures.worlds import WORLDS, World, build
@@ -22,7 +29,7 @@ from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace
 from vpp_sandbox.mock_server.lifecycle import Participation, encode_document
 from vpp_sandbox.mock_server.settings import Account, Settings
-from vpp_sandbox.mock_server.store import Row, Store
+from vpp_sandbox.mock_server.store import Row, Store, row_of
 
 __all__ = [
     "WORLD_NAMES",
@@ -33,6 +40,7 @@ __all__ = [
     "open_world",
     "prepare",
     "register",
+    "release_memory",
     "shifted_row",
 ]
 
@@ -126,27 +134,133 @@ def _owned_id(namespace: Namespace, participation_id: str) -> str:
     return "vpp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-async def load_into(store: Store, clock: Clock, world: World, namespace: Namespace) -> Loaded:
-    """Replace the namespace's participations with the world's of its mode (any account).
+@dataclass(frozen=True, slots=True)
+class WorldJob:
+    """A world to build for one namespace whose clock reads `now` (picklable: it may travel
+    to another process)."""
+
+    name: str
+    seed: int
+    size: int | None
+    account_id: str
+    live_mode: bool
+    now: datetime
+
+
+# What `world_rows` yields: ("catalog", (providers, programmes, device locations)), then
+# ("rows", [row, ...]) chunks, then ("done", participations of the other mode, skipped).
+Message = tuple[str, Any]
+# A world this big is built in a process of its own: its CPU and memory never touch the server.
+IN_PROCESS_MAX = 2_000
+_CHUNK = 500
+
+
+def world_rows(job: WorldJob) -> Iterator[Message]:
+    """Build the world and yield what loading it into the job's namespace takes.
 
     Participations of another account become the namespace's, with an id derived from the
     namespace and the world id (so one world loads into many accounts without collisions);
     the other mode's are skipped. Times move so the world's `now` is the namespace's clock.
     """
-    delta = await _delta(world, clock, namespace)
-    mine = [p for _, p in world.participations if p.live_mode == namespace.live_mode]
-    moved = (
-        shift(
-            p,
-            delta,
-            id=p.id if p.account_id == namespace.account_id else _owned_id(namespace, p.id),
-            account_id=namespace.account_id,
-        )
-        for p in mine
-    )
+    world = open_world(job.name, job.seed, job.size)
+    known = world.catalogue()
+    yield "catalog", (known.provider_parties(), known.programme_parties(),
+                      known.device_locations())
+    namespace = Namespace(job.account_id, job.live_mode)
+    delta = job.now.replace(microsecond=0) - world.now
+    mine = [p for _, p in world.participations if p.live_mode == job.live_mode]
+    for start in range(0, len(mine), _CHUNK):
+        rows = []
+        for p in mine[start : start + _CHUNK]:
+            owned = p.id if p.account_id == job.account_id else _owned_id(namespace, p.id)
+            moved = shift(p, delta, id=owned, account_id=job.account_id)
+            rows.append(row_of(moved, next_due=next_due(moved)))
+        yield "rows", rows
+    yield "done", len(world.participations) - len(mine)
+
+
+def _child(conn: Connection, job: WorldJob) -> None:
+    """The world-building process: streams `world_rows` through the pipe, then exits."""
+    try:
+        for message in world_rows(job):
+            conn.send(message)
+    except Exception as exc:
+        conn.send(("error", str(exc)))
+    finally:
+        conn.close()
+
+
+async def _messages(job: WorldJob) -> AsyncIterator[Message]:
+    """`world_rows(job)`, off the event loop: in a thread, or for a big world a process."""
+    if job.size is None or job.size <= IN_PROCESS_MAX:
+        produced = world_rows(job)
+        while (made := await anyio.to_thread.run_sync(next, produced, None)) is not None:
+            yield made
+        return
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, job), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                message: Message = await anyio.to_thread.run_sync(receiver.recv)
+            except EOFError:
+                raise RuntimeError("the world-building process stopped") from None
+            if message[0] == "error":
+                raise ValueError(message[1])
+            yield message
+            if message[0] == "done":
+                return
+    finally:
+        receiver.close()
+        process.join(timeout=5)
+        if process.is_alive():  # pragma: no cover - only when the request was abandoned
+            process.kill()
+
+
+async def load_into(
+    store: Store,
+    clock: Clock,
+    catalog: Catalog,
+    namespace: Namespace,
+    name: str,
+    seed: int = 0,
+    size: int | None = None,
+) -> Loaded:
+    """Replace the namespace's participations with a world's of its mode (see `world_rows`).
+
+    The world is built off the event loop and written in small batches, so the other
+    namespaces' requests go on meanwhile; this namespace's requests see it arrive.
+    """
+    job = WorldJob(name, seed, size, namespace.account_id, namespace.live_mode,
+                   await clock.now(namespace))
     deleted = await store.delete_namespace(namespace)
-    loaded = await store.load_rows(store.row(p) for p in moved)
-    return Loaded(deleted, loaded, len(world.participations) - len(mine))
+    loaded = skipped = 0
+    async for kind, payload in _messages(job):
+        if kind == "catalog":
+            providers, programmes, locations = payload
+            await catalog.register(
+                providers=providers, programmes=programmes, device_locations=locations
+            )
+        elif kind == "rows":
+            loaded += await store.load_rows(payload)
+        else:
+            skipped = payload
+    await store.compact()
+    return Loaded(deleted, loaded, skipped)
+
+
+def release_memory() -> None:
+    """Hand the heap a world used back to the system (100,000: about 480 -> 255 MB).
+
+    The world's objects are garbage once it is in the store, but glibc keeps the freed heap;
+    malloc_trim returns it. Elsewhere (no glibc) this only collects.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 async def prepare(

@@ -28,7 +28,13 @@ from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 from vpp_sandbox.mock_server.store import DuplicateParticipation
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 from vpp_sandbox.mock_server.stores import open_store
-from vpp_sandbox.mock_server.worlds import prepare, shifted_row
+from vpp_sandbox.mock_server.worlds import (
+    IN_PROCESS_MAX,
+    WorldJob,
+    prepare,
+    shifted_row,
+    world_rows,
+)
 
 DEMO = build("demo")
 STORE = memory_store()  # only its row layout is used
@@ -149,6 +155,25 @@ def test_post_world_replaces_this_namespace_only_and_maps_other_accounts() -> No
     r = ts.control("world", account_id=ACCOUNT_B, world="demo")
     assert r.status_code == 200 and r.json()["loaded"] == len(test_share)
     assert len(ts.sb.list(limit=100).json()["data"]) == len(test_share)
+
+
+def test_a_big_world_is_built_in_its_own_process_and_loads_the_same(tmp_path: Path) -> None:
+    size = IN_PROCESS_MAX + 500
+    ts = timed_sandbox(str(tmp_path / "big.db"))
+    r = ts.control("world", world="load", size=size, seed=5)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["loaded"] + answer["skipped_other_mode"] == size
+    assert sync(ts.sb.store.count()) == answer["loaded"]
+    # The same rows as building it here: world_rows is the one producer of both paths.
+    ns = Namespace(ACCOUNT_A, False)
+    job = WorldJob("load", 5, size, ACCOUNT_A, False, START)
+    here = [row for kind, rows in world_rows(job) if kind == "rows" for row in rows]
+    page = ts.sb.list(limit=100).json()["data"]
+    by_id = {row[0]: json.loads(row[10]) for row in here}
+    assert all(doc == by_id[doc["id"]] for doc in page)
+    assert sync(ts.sb.store.count(ns)) == len(here)
+    sync(ts.sb.store.close())
 
 
 def test_post_world_rejects_unknown_worlds_and_bad_sizes() -> None:

@@ -4,4 +4,5 @@ import sys
 
 from vpp_sandbox.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a spawned process (serve's workers, world building) imports this
+    sys.exit(main())
