@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import connexion
@@ -18,7 +19,7 @@ from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import errors, speedups
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
-from vpp_sandbox.mock_server.clock import Clock, SandboxClock
+from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
 from vpp_sandbox.mock_server.control import Control
 from vpp_sandbox.mock_server.encoding import OrjsonJsonifier
 from vpp_sandbox.mock_server.faults import FaultMiddleware
@@ -30,6 +31,7 @@ from vpp_sandbox.mock_server.validation import BodyLimitMiddleware, validator_ma
 __all__ = [
     "CONTROL_BASE_PATH",
     "SnakeCaseResolver",
+    "caller_of",
     "create_app",
 ]
 
@@ -48,6 +50,22 @@ class SnakeCaseResolver(Resolver):  # type: ignore[misc]
 
     def resolve_operation_id(self, operation: Any) -> str:
         return str(operation.operation_id)
+
+
+def caller_of(state: AppState, headers: Mapping[str, str]) -> tuple[bool, datetime]:
+    """An error body's `live_mode` and `time_created`: the token's mode and its namespace's clock.
+
+    Without a valid token: test mode and real time. Looked up per error (a test or a world may
+    swap `state.clock`), and never allowed to turn an error into a 500.
+    """
+    try:
+        claims = state.authenticator.claims_of(headers)
+        if claims is None:
+            return False, datetime.now(UTC)
+        namespace = Namespace(str(claims["account_id"]), bool(claims["live_mode"]))
+        return namespace.live_mode, state.clock.now(namespace)
+    except Exception:
+        return False, datetime.now(UTC)
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -72,7 +90,10 @@ def create_app(
         store=store,
         clock=clock if clock is not None else SandboxClock(store),
         catalog=catalog if catalog is not None else Catalog(),
-        authenticator=Authenticator(settings),
+        # VPP_JWT_SECRET, else the data file's own random secret (tokens survive restarts).
+        authenticator=Authenticator(
+            settings, secret=None if settings.jwt_secret else store.signing_secret()
+        ),
     )
     spec = openapi.load(openapi.CONTRACT)
     control_spec = openapi.load(openapi.CONTROL)
@@ -107,19 +128,17 @@ def create_app(
         validate_responses=True,
         validator_map=validator_map(),
     )
-    # `now` looks the clock up on every call: a test or a world may swap `app.state.clock`.
-    errors.install(
-        app, routes, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.now()
-    )
+    errors.install(app, routes, caller=lambda headers: caller_of(state, headers))
     router = errors.Router(routes)
 
     async def render(scope: Scope, send: Send, code: str, message: str) -> None:
+        live_mode, now = caller_of(state, Headers(scope=scope))
         body = errors.error_body(
             code,
             message,
             context=router.context(scope.get("method", "GET"), scope.get("path", "/")),
-            live_mode=state.authenticator.live_mode_of(Headers(scope=scope)),
-            now=state.clock.now(),
+            live_mode=live_mode,
+            now=now,
         )
         payload = json.dumps(body).encode()
         await send(

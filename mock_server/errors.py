@@ -155,10 +155,13 @@ def install(
     app: Any,
     spec: Mapping[str, Any],
     *,
-    live_mode_of: Callable[[Mapping[str, str]], bool],
-    now: Callable[[], datetime],
+    caller: Callable[[Mapping[str, str]], tuple[bool, datetime]],
 ) -> None:
-    """Register handlers so that every error leaves the app as a Flatpeak error object."""
+    """Register handlers so that every error leaves the app as a Flatpeak error object.
+
+    `caller(headers)` gives the error body's `live_mode` and `time_created`: the mode and the
+    namespace's (virtual) clock of a valid bearer token, else test mode and real time.
+    """
     router = Router(spec)
 
     def render(
@@ -167,16 +170,13 @@ def install(
         message: str,
         headers: Mapping[str, str] | None = None,
     ) -> ConnexionResponse:
-        try:
-            live_mode = live_mode_of(request.headers)
-        except Exception:  # a broken header must never turn an error into a 500
-            live_mode = False
+        live_mode, now = caller(request.headers)
         body = error_body(
             code,
             message,
             context=router.context(request.method, request.url.path),
             live_mode=live_mode,
-            now=now(),
+            now=now,
         )
         return ConnexionResponse(
             status_code=status_of(code),

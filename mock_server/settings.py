@@ -50,7 +50,8 @@ class Settings:
     seed: int = 0
     size: int | None = None
     autopilot: bool = True
-    jwt_secret: str = "vpp-sandbox-local-signing-secret"
+    # None: the data file's own random secret (Store.signing_secret); VPP_JWT_SECRET overrides.
+    jwt_secret: str | None = None
     token_ttl: int = 3600
     max_body_bytes: int = 64 * 1024
     rate_limit: float | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -474,6 +475,32 @@ class Store:
                 "(account_id, live_mode, offset_us, frozen_at, autopilot) VALUES (?, ?, ?, ?, ?)",
                 (*key, offset_us, frozen, int(state.autopilot)),
             )
+
+    # -- server secrets (kept with the data; a PostgreSQL store needs these two as well) -------
+
+    def signing_secret(self) -> bytes:
+        """The JWT signing secret of this data: 32 random bytes, made once, kept with the data.
+
+        Tokens then survive restarts, and a token of another data file never verifies here.
+        """
+        return self.meta_value("jwt_signing_secret", lambda: secrets.token_bytes(32))
+
+    def meta_value(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """The value stored under `key` in `sandbox_meta`; `make()` stores one the first time.
+
+        One transaction (BEGIN IMMEDIATE): two processes starting on one new file agree.
+        """
+        with self._transaction() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sandbox_meta "
+                "(key TEXT PRIMARY KEY, value BLOB NOT NULL)"
+            )
+            row = db.execute("SELECT value FROM sandbox_meta WHERE key=?", (key,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = make()
+            db.execute("INSERT INTO sandbox_meta (key, value) VALUES (?, ?)", (key, value))
+            return value
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -48,6 +48,13 @@ class Sandbox:
     client: Any
     _tokens: dict[tuple[str, bool], str] = field(default_factory=dict)
 
+    @property
+    def secret(self) -> bytes:
+        """The signing secret the app uses: VPP_JWT_SECRET, else the data's own."""
+        if self.settings.jwt_secret:
+            return self.settings.jwt_secret.encode()
+        return self.store.signing_secret()
+
     def key(self, account_id: str = ACCOUNT_A, live: bool = False) -> str:
         prefix = "sk_live_" if live else "sk_test_"
         return next(
