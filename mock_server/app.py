@@ -24,9 +24,10 @@ from vpp_sandbox.mock_server.control import Control
 from vpp_sandbox.mock_server.encoding import OrjsonJsonifier
 from vpp_sandbox.mock_server.faults import FaultMiddleware
 from vpp_sandbox.mock_server.handlers import AppState, Handlers
+from vpp_sandbox.mock_server.intake import IntakeMiddleware
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
-from vpp_sandbox.mock_server.validation import BodyLimitMiddleware, validator_map
+from vpp_sandbox.mock_server.validation import validator_map
 
 __all__ = [
     "CONTROL_BASE_PATH",
@@ -161,9 +162,13 @@ def create_app(
         rate_limit=settings.rate_limit,
     )
     app.add_middleware(
-        BodyLimitMiddleware,
+        IntakeMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
-        limit=settings.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout=settings.body_timeout,
+        route_of=router.match,
         render=render,
     )
     app.state = state  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "invalid_parameter": (400, "invalid_request"),
     "participation_state_invalid": (400, "invalid_request"),
     "clock_cannot_go_back": (400, "invalid_request"),
+    "request_malformed": (400, "invalid_request"),
     "authentication_required": (401, "invalid_request"),
     "token_invalid": (401, "invalid_request"),
     "token_expired": (401, "invalid_request"),
@@ -39,13 +40,17 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "participation_not_found": (404, "invalid_request"),
     "route_not_found": (404, "invalid_request"),
     "method_not_allowed": (405, "invalid_request"),
+    "request_timeout": (408, "invalid_request"),
     "invalid_state_transition": (409, "invalid_request"),
     "participation_exists": (409, "invalid_request"),
     "autopilot_unavailable": (409, "invalid_request"),
+    "timeline_full": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),
     "unsupported_media_type": (415, "invalid_request"),
     "rate_limited": (429, "rate_limit"),
+    "request_header_too_large": (431, "invalid_request"),
     "internal_error": (500, "api_error"),
+    "server_busy": (503, "api_error"),
 }
 
 # operationId -> the error object's `context`.

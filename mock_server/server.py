@@ -151,6 +151,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     from vpp_sandbox.mock_server.app import create_app
     from vpp_sandbox.mock_server.catalog import Catalog
     from vpp_sandbox.mock_server.clock import SandboxClock
+    from vpp_sandbox.mock_server.protocol import implementation, protocol_class
     from vpp_sandbox.mock_server.store import Store
     from vpp_sandbox.mock_server.worlds import prepare
 
@@ -174,6 +175,13 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     if not settings.autopilot:
         print("  Autopilot:   off (--no-autopilot): participations move only through the API",
               file=out, flush=True)
+    print(
+        f"  HTTP:        {implementation(settings)}; heads up to {settings.max_header_bytes} "
+        f"bytes in {settings.header_timeout:g} s, bodies up to {settings.max_body_bytes} bytes "
+        f"in {settings.body_timeout:g} s, {settings.max_connections} connections",
+        file=out,
+        flush=True,
+    )
     world_accounts = [a for a in settings.accounts if a not in given]
     warning = exposure_warning(settings, published=world_accounts)
     if warning:
@@ -186,11 +194,15 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             workers=1,
             reload=False,
             log_level=settings.log_level,
-            # uvicorn picks uvloop and httptools when they are installed (`vpp-sandbox[fast]`),
-            # else asyncio and h11. No access log line per request (VPP_LOG_LEVEL=info still
-            # logs the rest).
+            # uvicorn picks uvloop when it is installed (`vpp-sandbox[fast]`), else asyncio;
+            # the HTTP parser is httptools when installed, else h11 (or --http), with the
+            # limits of mock_server/protocol.py. No access log line per request
+            # (VPP_LOG_LEVEL=info still logs the rest).
             loop="auto",
-            http="auto",
+            http=protocol_class(settings),
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            # Typed int, used as call_later's delay: a float works.
+            timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]
             access_log=False,
             proxy_headers=False,  # a local sandbox: no proxy in front to believe
         )

@@ -20,13 +20,12 @@ from connexion.datastructures import MediaTypeDict
 from connexion.validators import ParameterValidator
 from connexion.validators.json import JSONRequestBodyValidator, JSONResponseBodyValidator
 from jsonschema import Draft4Validator, ValidationError
-from starlette.datastructures import Headers, QueryParams
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.datastructures import QueryParams
+from starlette.types import Scope
 
 from vpp_sandbox.mock_server.errors import ApiError
 
 __all__ = [
-    "BodyLimitMiddleware",
     "CompiledJSONResponseBodyValidator",
     "FlatpeakJSONBodyValidator",
     "FlatpeakParameterValidator",
@@ -291,67 +290,3 @@ class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ign
         if check is not None and check(body):
             return
         super()._validate(body)
-
-
-# -- body size limit ----------------------------------------------------------------------------
-
-
-class BodyLimitMiddleware:
-    """Reads the body up front; too large (or a bad Content-Length) is answered as an error."""
-
-    def __init__(self, app: ASGIApp, *, limit: int, render: Callable[..., Any]) -> None:
-        self.app = app
-        self.limit = limit
-        self.render = render
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await self.render(
-                    scope,
-                    send,
-                    "invalid_request_body",
-                    "The Content-Length header is not a number; let your HTTP client set it.",
-                )
-                return
-            if int(declared) > self.limit:
-                await self._too_large(scope, send)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large(scope, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        await self.render(
-            scope,
-            send,
-            "request_too_large",
-            f"The request body is larger than {self.limit} bytes; send a smaller body.",
-        )
