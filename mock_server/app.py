@@ -9,7 +9,8 @@ from typing import Any
 
 import connexion
 import inflection
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.datastructures import Headers
@@ -69,6 +70,48 @@ def caller_of(state: AppState, headers: Mapping[str, str]) -> tuple[bool, dateti
         return False, datetime.now(UTC)
 
 
+class _ServedSpec(SwaggerUIAPI):  # type: ignore[misc]
+    """The served spec (/openapi.json, Swagger UI) names this server, not a blank server.
+
+    Connexion writes `servers: [{"url": ""}]` (the mount path) into the spec it serves, which
+    Swagger UI shows as an empty choice; here it is the origin the spec was fetched from.
+    """
+
+    def _spec_for_prefix(self, request: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = super()._spec_for_prefix(request)
+        base = str((spec.get("servers") or [{}])[0].get("url", ""))
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        spec["servers"] = [{"url": origin + base, "description": "This VPP Sandbox"}]
+        return spec
+
+
+class _SwaggerUI(SwaggerUIMiddleware):  # type: ignore[misc]
+    """Connexion's Swagger UI middleware, serving `_ServedSpec`s."""
+
+    def add_api(
+        self,
+        specification: Any,
+        base_path: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        api = _ServedSpec(
+            specification,
+            base_path=base_path,
+            arguments=arguments,
+            default=self.default_fn,
+            **kwargs,
+        )
+        self.router.mount(api.base_path, app=api.router)
+
+
+def _middlewares() -> list[Any]:
+    return [
+        _SwaggerUI if m is SwaggerUIMiddleware else m
+        for m in ConnexionMiddleware.default_middlewares
+    ]
+
+
 # -- the app ------------------------------------------------------------------------------------
 
 
@@ -110,6 +153,7 @@ def create_app(
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
         jsonifier=OrjsonJsonifier(),
+        middlewares=_middlewares(),
     )
     # The control API first: the contract's API is mounted at the root and would take its paths.
     app.add_api(

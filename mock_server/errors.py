@@ -23,6 +23,7 @@ __all__ = [
     "Router",
     "error_body",
     "install",
+    "internal_message",
     "status_of",
 ]
 
@@ -69,7 +70,42 @@ CONTEXTS: Mapping[str, str] = {
 
 log = logging.getLogger("mock_server")
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
 INTERNAL_MESSAGE = "An unexpected error occurred. Retry the request; nothing was changed."
+
+# A 500 on a write can come after the write was committed (a response that fails its own
+# validation, an error after the commit): the message must not promise that nothing changed.
+_WRITE_HINTS: Mapping[str, str] = {
+    "createVppParticipation": (
+        "The participation may have been created: list GET /vpp-participations?device_id= "
+        "with the device you sent before you retry (a retry of a create that went through is "
+        "a 409 participation_exists naming it)."
+    ),
+    "updateVppParticipation": (
+        "The update may have been applied: retrieve GET /vpp-participations/{participation_id} "
+        "and compare its timeline with what you sent before you retry."
+    ),
+    "updateSandboxClock": "The clock may have moved: read GET /_sandbox/clock before you retry.",
+    "resetSandbox": (
+        "The reset may have happened: list GET /vpp-participations before you retry."
+    ),
+    "loadSandboxWorld": (
+        "The world may have been loaded: list GET /vpp-participations before you retry."
+    ),
+}
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def internal_message(method: str, operation_id: str | None) -> str:
+    """The message of a 500: a read changed nothing; a write may have been applied."""
+    if method.upper() in _READS:
+        return INTERNAL_MESSAGE
+    hint = _WRITE_HINTS.get(
+        operation_id or "",
+        "The change may have been applied: read the resource back before you retry.",
+    )
+    return f"An unexpected error occurred after the request was accepted. {hint}"
 
 
 def status_of(code: str) -> int:
@@ -127,9 +163,12 @@ class Router:
                 return ops
         return None
 
+    def operation(self, method: str, path: str) -> str | None:
+        """The operationId of a request, or None (no such route or method)."""
+        return (self.match(path) or {}).get(method.upper())
+
     def context(self, method: str, path: str) -> str:
-        ops = self.match(path) or {}
-        op = ops.get(method.upper())
+        op = self.operation(method, path)
         return CONTEXTS.get(op, "api") if op else "api"
 
     def allow(self, path: str) -> str | None:
@@ -190,6 +229,11 @@ def install(
             headers=dict(headers or {}),
         )
 
+    def unexpected(request: ConnexionRequest) -> str:
+        return internal_message(
+            request.method, router.operation(request.method, request.url.path)
+        )
+
     async def on_api_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ApiError)
         return render(request, exc.code, exc.message, exc.headers)
@@ -199,7 +243,8 @@ def install(
         code = getattr(exc, "code", "internal_error")
         if code not in CATALOGUE:
             code = "internal_error"
-        return render(request, code, getattr(exc, "message", INTERNAL_MESSAGE))
+        message = getattr(exc, "message", None) or unexpected(request)
+        return render(request, code, message)
 
     async def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ProblemException)
@@ -217,7 +262,7 @@ def install(
             log.error(
                 "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.detail
             )
-            message = INTERNAL_MESSAGE
+            message = unexpected(request)
         else:
             message = str(exc.detail or exc.title)
         return render(request, code, message, getattr(exc, "headers", None))
@@ -236,6 +281,17 @@ def install(
                 headers,
             )
         if exc.status_code == 404:
+            # request.url drops newlines and tabs (urlsplit does): the scope keeps them.
+            control = _CONTROL_CHARACTER.search(str(request.scope.get("path", "")))
+            if control is not None:
+                # Starlette routes no path with a newline in it: say what is wrong with it.
+                return render(
+                    request,
+                    "invalid_parameter",
+                    f"The path contains the control character U+{ord(control[0]):04X}; ids are "
+                    "letters, digits and underscores (vpp_ and 24 lowercase hex characters): "
+                    "remove it.",
+                )
             return render(
                 request,
                 "route_not_found",
@@ -253,7 +309,7 @@ def install(
             return render(request, "authentication_required", str(exc.detail))
         if 400 <= exc.status_code < 500:
             return render(request, "invalid_parameter", str(exc.detail))
-        return render(request, "internal_error", INTERNAL_MESSAGE)
+        return render(request, "internal_error", unexpected(request))
 
     async def on_decode(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         return render(
@@ -264,7 +320,7 @@ def install(
 
     async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return render(request, "internal_error", INTERNAL_MESSAGE)
+        return render(request, "internal_error", unexpected(request))
 
     handlers: Iterable[tuple[type[Exception], Any]] = (
         (ApiError, on_api_error),

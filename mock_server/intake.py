@@ -152,15 +152,16 @@ class IntakeMiddleware:
     def _without_trailing_slash(self, scope: Scope) -> Scope:
         """`/vpp-participations/` is `/vpp-participations` (a 307 with no body helps nobody)."""
         path: str = scope["path"]
-        if len(path) < 2 or not path.endswith("/") or path.endswith("//"):
+        stripped = path.rstrip("/")
+        if len(path) < 2 or stripped == path or not stripped:
             return scope
-        if self.route_of(path.rstrip("/")) is None:
+        if self.route_of(stripped) is None:
             return scope  # not an API route (the Swagger UI's /ui/ keeps its slash)
         scope = dict(scope)
-        scope["path"] = path[:-1]
+        scope["path"] = stripped
         raw_path = scope.get("raw_path")
-        if isinstance(raw_path, bytes) and raw_path.endswith(b"/"):
-            scope["raw_path"] = raw_path[:-1]
+        if isinstance(raw_path, bytes):
+            scope["raw_path"] = raw_path.rstrip(b"/")
         return scope
 
     @staticmethod
