@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ENDING",
     "HAPPY_PATH",
     "LEAVING_PATH",
+    "MAX_HISTORY",
     "REASONS",
     "STATES",
     "TERMINAL",
@@ -50,6 +52,10 @@ REASONS: tuple[str, ...] = (
     "CUSTOMER_REQUEST",
 )
 TERMINAL = frozenset({"INELIGIBLE", "OFFBOARDED", "FAILED"})
+# The spec's history bound (update operation, "History bound"): at most MAX_HISTORY COMPLETE
+# and IN_PROGRESS entries; near it, only the moves that end a participation (ENDING).
+MAX_HISTORY = 500
+ENDING = frozenset({"UNENROLMENT_REQUESTED", "WINDING_DOWN", "UNENROLLED", "OFFBOARDED", "FAILED"})
 
 # Contract section 4. The "back to the previous state" edge of UNENROLMENT_REQUESTED depends
 # on history and is added by `allowed_after`.
@@ -194,4 +200,10 @@ def judge_update(
             if not restoring:
                 return Verdict(400, state, True, "SUSPENDED without suspension_reasons")
         previous = walk[i - 1]
+    # The history bound (spec, update operation): past MAX_HISTORY - 4 entries only the moves
+    # that end a participation are taken.
+    if len(history) + len(steps) > MAX_HISTORY - len(LEAVING_PATH) and any(
+        r["state"] not in ENDING for r in steps
+    ):
+        return Verdict(409, state, True, f"the history is full ({len(history)} entries)")
     return Verdict(200, str(steps[-1]["state"]), False, "legal transition")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import connexion
 import inflection
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.datastructures import Headers
@@ -18,19 +20,21 @@ from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import errors, speedups
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
-from vpp_sandbox.mock_server.clock import Clock, SandboxClock
+from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
 from vpp_sandbox.mock_server.control import Control
 from vpp_sandbox.mock_server.encoding import OrjsonJsonifier
 from vpp_sandbox.mock_server.faults import FaultMiddleware
 from vpp_sandbox.mock_server.handlers import AppState, Handlers
+from vpp_sandbox.mock_server.intake import IntakeMiddleware
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store
-from vpp_sandbox.mock_server.validation import BodyLimitMiddleware, validator_map
+from vpp_sandbox.mock_server.validation import validator_map
 
 __all__ = [
     "CONTROL_BASE_PATH",
     "SnakeCaseResolver",
+    "caller_of",
     "create_app",
 ]
 
@@ -49,6 +53,64 @@ class SnakeCaseResolver(Resolver):  # type: ignore[misc]
 
     def resolve_operation_id(self, operation: Any) -> str:
         return str(operation.operation_id)
+
+
+async def caller_of(state: AppState, headers: Mapping[str, str]) -> tuple[bool, datetime]:
+    """An error body's `live_mode` and `time_created`: the token's mode and its namespace's clock.
+
+    Without a valid token: test mode and real time. Looked up per error (a test or a world may
+    swap `state.clock`), and never allowed to turn an error into a 500.
+    """
+    try:
+        claims = state.authenticator.claims_of(headers)
+        if claims is None:
+            return False, datetime.now(UTC)
+        namespace = Namespace(str(claims["account_id"]), bool(claims["live_mode"]))
+        return namespace.live_mode, await state.clock.now(namespace)
+    except Exception:
+        return False, datetime.now(UTC)
+
+
+class _ServedSpec(SwaggerUIAPI):  # type: ignore[misc]
+    """The served spec (/openapi.json, Swagger UI) names this server, not a blank server.
+
+    Connexion writes `servers: [{"url": ""}]` (the mount path) into the spec it serves, which
+    Swagger UI shows as an empty choice; here it is the origin the spec was fetched from.
+    """
+
+    def _spec_for_prefix(self, request: Any) -> dict[str, Any]:
+        spec: dict[str, Any] = super()._spec_for_prefix(request)
+        base = str((spec.get("servers") or [{}])[0].get("url", ""))
+        origin = f"{request.url.scheme}://{request.url.netloc}"
+        spec["servers"] = [{"url": origin + base, "description": "This VPP Sandbox"}]
+        return spec
+
+
+class _SwaggerUI(SwaggerUIMiddleware):  # type: ignore[misc]
+    """Connexion's Swagger UI middleware, serving `_ServedSpec`s."""
+
+    def add_api(
+        self,
+        specification: Any,
+        base_path: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        api = _ServedSpec(
+            specification,
+            base_path=base_path,
+            arguments=arguments,
+            default=self.default_fn,
+            **kwargs,
+        )
+        self.router.mount(api.base_path, app=api.router)
+
+
+def _middlewares() -> list[Any]:
+    return [
+        _SwaggerUI if m is SwaggerUIMiddleware else m
+        for m in ConnexionMiddleware.default_middlewares
+    ]
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -73,7 +135,9 @@ def create_app(
         store=store,
         clock=clock if clock is not None else SandboxClock(store),
         catalog=catalog if catalog is not None else Catalog(store),
-        authenticator=Authenticator(settings),
+        # VPP_JWT_SECRET, else the data's own random secret (tokens survive restarts and work
+        # on every process sharing the data), read from the store on first use.
+        authenticator=Authenticator(settings, secret=store.signing_secret),
     )
     spec = openapi.load(openapi.CONTRACT)
     control_spec = openapi.load(openapi.CONTROL)
@@ -89,6 +153,7 @@ def create_app(
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
         jsonifier=OrjsonJsonifier(),
+        middlewares=_middlewares(),
     )
     # The control API first: the contract's API is mounted at the root and would take its paths.
     app.add_api(
@@ -108,19 +173,17 @@ def create_app(
         validate_responses=True,
         validator_map=validator_map(),
     )
-    # `now` looks the clock up on every call: a test or a world may swap `app.state.clock`.
-    errors.install(
-        app, routes, live_mode_of=state.authenticator.live_mode_of, now=lambda: state.clock.real()
-    )
+    errors.install(app, routes, caller=lambda headers: caller_of(state, headers))
     router = errors.Router(routes)
 
     async def render(scope: Scope, send: Send, code: str, message: str) -> None:
+        live_mode, now = await caller_of(state, Headers(scope=scope))
         body = errors.error_body(
             code,
             message,
             context=router.context(scope.get("method", "GET"), scope.get("path", "/")),
-            live_mode=state.authenticator.live_mode_of(Headers(scope=scope)),
-            now=state.clock.real(),
+            live_mode=live_mode,
+            now=now,
         )
         payload = json.dumps(body).encode()
         await send(
@@ -144,9 +207,13 @@ def create_app(
         rate_limit=settings.rate_limit,
     )
     app.add_middleware(
-        BodyLimitMiddleware,
+        IntakeMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
-        limit=settings.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        max_headers=settings.max_headers,
+        max_header_bytes=settings.max_header_bytes,
+        body_timeout=settings.body_timeout,
+        route_of=router.match,
         render=render,
     )
     app.state = state  # type: ignore[attr-defined]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import secrets
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,25 +19,65 @@ from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import format_time
 from vpp_sandbox.mock_server.settings import Account, Settings
 
-__all__ = ["ISSUER", "Authenticator", "security_map"]
+__all__ = ["ALGORITHM", "ISSUER", "LEEWAY", "Authenticator", "security_map"]
 
 ISSUER = "FlatPeakAPI"
+ALGORITHM = "HS256"
+# Seconds a token's `iat` may be ahead of this server's clock (another process's clock).
+LEEWAY = 5
+# The claims every token carries, with their JSON types (bool is not an int here).
+_CLAIMS: dict[str, type] = {
+    "account_id": str,
+    "live_mode": bool,
+    "iss": str,
+    "sub": str,
+    "exp": int,
+    "nbf": int,
+    "iat": int,
+}
 _VERIFIED_MAX = 4096
 _LOGIN_HINT = "Get a token from GET /login with HTTP Basic: your account id and API key."
 
 
 class Authenticator:
-    """Checks API keys, issues tokens and verifies them; `clock` gives Unix seconds."""
+    """Checks API keys, issues tokens and verifies them; `clock` gives Unix seconds.
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
-        self._secret = settings.jwt_secret
+    The signing key is `settings.jwt_secret` (VPP_JWT_SECRET) when set, else `secret` (the data
+    file's own random secret, `Store.signing_secret`), else a random one for this object alone.
+    There is no default anyone could read in the source.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._load: Callable[[], Awaitable[bytes]] | None = None
+        self._secret = b""
+        if settings.jwt_secret:
+            self._secret = settings.jwt_secret.encode()
+        elif isinstance(secret, bytes):
+            self._secret = secret
+        elif secret is not None:
+            self._load = secret  # the store's, read once on first use (it never changes)
+        else:
+            self._secret = secrets.token_bytes(32)
         self._ttl = settings.token_ttl
         self._accounts = settings.accounts
-        self._account_ids = frozenset(a.account_id for a in settings.accounts)
+        # A token names a namespace that one of the configured keys opens: a live-mode token
+        # only for an account with a live key, a test-mode token only with a test key.
+        self._namespaces = frozenset((a.account_id, a.live_mode) for a in settings.accounts)
         self._clock = clock
         # Tokens already verified, with their claims: a client sends the same token on every
         # request, and HMAC plus claim checks cost more than the rest of a retrieve's own work.
         self._verified: dict[str, dict[str, Any]] = {}
+
+    async def ready(self) -> None:
+        """Read the signing secret from the store, once (before the first login or check)."""
+        if self._load is not None:
+            self._secret = await self._load()
+            self._load = None
 
     # -- login -----------------------------------------------------------------------------
 
@@ -67,7 +109,10 @@ class Authenticator:
             "nbf": iat,
             "iat": iat,
         }
-        token = jwt.encode(claims, self._secret, algorithm="HS256")
+        with warnings.catch_warnings():
+            # A short VPP_JWT_SECRET is the operator's choice; `serve` warns about it once.
+            warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+            token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return {"bearer_token": token, "expires_in": self._ttl, "live_mode": account.live_mode}
 
     # -- bearer ----------------------------------------------------------------------------
@@ -76,8 +121,8 @@ class Authenticator:
         """Token claims (`account_id`, `live_mode`, `sub`), or a 401 with the reason."""
         known = self._verified.get(token)
         if known is not None:
-            # PyJWT's own time rule: valid from nbf, expired at exp (real time, as jwt.decode).
-            if known["nbf"] <= time.time() < known["exp"]:
+            # Valid from nbf, expired at exp, on the clock the full check uses.
+            if known["nbf"] <= self._clock() < known["exp"]:
                 return dict(known)
             del self._verified[token]  # expired now: the full check says so, with the time
         claims = self._verify(token)
@@ -87,51 +132,83 @@ class Authenticator:
         return dict(claims)
 
     def _verify(self, token: str) -> dict[str, Any]:
+        """Every check, strictly: only tokens exactly as this server issues them pass.
+
+        HS256 only (no `none`, no other algorithm, no header fields beyond `alg` and `typ`), the
+        signature with this server's secret, every claim present and of its type, `iss`, `sub`
+        equal to `account_id`, a lifetime of exactly the TTL this server issues (`exp - iat`),
+        `nbf == iat`, not issued in the future (beyond a few seconds of leeway), not expired,
+        and a namespace one of the configured keys opens.
+        """
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=ISSUER,
-                options={"require": ["account_id", "live_mode", "exp", "nbf", "iat", "sub"]},
-            )
-        except jwt.ExpiredSignatureError:
-            expired_at = _expiry_of(token)
-            when = f" at {expired_at}" if expired_at else ""
-            raise ApiError(
-                "token_expired", f"The bearer token expired{when}. {_LOGIN_HINT}"
-            ) from None
+            header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise ApiError(
-                "token_invalid",
-                f"The bearer token is not valid (malformed, or not signed by this server). "
-                f"{_LOGIN_HINT}",
-            ) from None
-        if (
-            not isinstance(claims.get("account_id"), str)
-            or not isinstance(claims.get("live_mode"), bool)
-            or claims["account_id"] not in self._account_ids
+            raise _invalid("malformed: not a JSON Web Token") from None
+        if header.get("alg") != ALGORITHM or header.get("typ", "JWT") != "JWT" or (
+            set(header) - {"alg", "typ"}
         ):
+            raise _invalid("not signed by this server")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    self._secret,
+                    algorithms=[ALGORITHM],
+                    issuer=ISSUER,
+                    # Times are checked below, on this authenticator's clock.
+                    options={
+                        "require": list(_CLAIMS),
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                    },
+                )
+        except jwt.PyJWTError:
+            raise _invalid("malformed, or not signed by this server") from None
+        if any(type(claims.get(name)) is not kind for name, kind in _CLAIMS.items()):
+            raise _invalid("a claim has the wrong type")
+        if claims["sub"] != claims["account_id"]:
+            raise _invalid("sub and account_id differ")
+        iat, nbf, exp = claims["iat"], claims["nbf"], claims["exp"]
+        if exp - iat != self._ttl or nbf != iat:
+            raise _invalid(f"its lifetime is not the {self._ttl} s this server issues")
+        now = self._clock()
+        if iat > now + LEEWAY:
+            raise _invalid("it was issued in the future")
+        if now >= exp:
+            expired_at = format_time(datetime.fromtimestamp(exp, tz=UTC))
+            raise ApiError(
+                "token_expired", f"The bearer token expired at {expired_at}. {_LOGIN_HINT}"
+            )
+        if (claims["account_id"], claims["live_mode"]) not in self._namespaces:
             raise ApiError(
                 "token_invalid",
-                f"The bearer token does not name an account of this server. {_LOGIN_HINT}",
+                "The bearer token does not name an account and mode of this server. "
+                f"{_LOGIN_HINT}",
             )
         return claims
 
+    def claims_of(self, headers: Mapping[str, str]) -> dict[str, Any] | None:
+        """The claims of a request's valid bearer token, or None (for error bodies)."""
+        kind, _, value = (headers.get("authorization") or "").partition(" ")
+        if kind.lower() != "bearer" or not value.strip() or self._load is not None:
+            return None
+        try:
+            return self.verify(value.strip())
+        except ApiError:
+            return None
+
     def live_mode_of(self, headers: Mapping[str, str]) -> bool:
         """The mode of a request's valid bearer token; False without one (for error bodies)."""
-        kind, _, value = (headers.get("authorization") or "").partition(" ")
-        if kind.lower() != "bearer" or not value.strip():
-            return False
-        try:
-            return bool(self.verify(value.strip())["live_mode"])
-        except ApiError:
-            return False
+        claims = self.claims_of(headers)
+        return bool(claims and claims["live_mode"])
 
     # -- connexion hooks ---------------------------------------------------------------------
 
-    def basic(self, request: Any) -> dict[str, Any]:
+    async def basic(self, request: Any) -> dict[str, Any]:
         """Security function of the basicAuth scheme (GET /login)."""
+        await self.ready()
         kind, _, value = (request.headers.get("authorization") or "").partition(" ")
         if not kind:
             raise ApiError(
@@ -161,8 +238,9 @@ class Authenticator:
         account = self.check_key(account_id, api_key)
         return {"sub": account.account_id, "account": account}
 
-    def bearer(self, request: Any) -> dict[str, Any]:
+    async def bearer(self, request: Any) -> dict[str, Any]:
         """Security function of the bearerAuth scheme (every VPP operation)."""
+        await self.ready()
         kind, _, value = (request.headers.get("authorization") or "").partition(" ")
         if not kind:
             raise ApiError(
@@ -177,12 +255,8 @@ class Authenticator:
         return self.verify(value.strip())
 
 
-def _expiry_of(token: str) -> str | None:
-    try:
-        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-        return format_time(datetime.fromtimestamp(int(exp), tz=UTC))
-    except Exception:
-        return None
+def _invalid(why: str) -> ApiError:
+    return ApiError("token_invalid", f"The bearer token is not valid ({why}). {_LOGIN_HINT}")
 
 
 def security_map(authenticator: Authenticator) -> dict[str, type]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "Router",
     "error_body",
     "install",
+    "internal_message",
     "status_of",
 ]
 
@@ -32,6 +33,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "invalid_parameter": (400, "invalid_request"),
     "participation_state_invalid": (400, "invalid_request"),
     "clock_cannot_go_back": (400, "invalid_request"),
+    "request_malformed": (400, "invalid_request"),
     "authentication_required": (401, "invalid_request"),
     "token_invalid": (401, "invalid_request"),
     "token_expired": (401, "invalid_request"),
@@ -39,13 +41,17 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "participation_not_found": (404, "invalid_request"),
     "route_not_found": (404, "invalid_request"),
     "method_not_allowed": (405, "invalid_request"),
+    "request_timeout": (408, "invalid_request"),
     "invalid_state_transition": (409, "invalid_request"),
     "participation_exists": (409, "invalid_request"),
     "autopilot_unavailable": (409, "invalid_request"),
+    "timeline_full": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),
     "unsupported_media_type": (415, "invalid_request"),
     "rate_limited": (429, "rate_limit"),
+    "request_header_too_large": (431, "invalid_request"),
     "internal_error": (500, "api_error"),
+    "server_busy": (503, "api_error"),
 }
 
 # operationId -> the error object's `context`.
@@ -64,7 +70,42 @@ CONTEXTS: Mapping[str, str] = {
 
 log = logging.getLogger("mock_server")
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
 INTERNAL_MESSAGE = "An unexpected error occurred. Retry the request; nothing was changed."
+
+# A 500 on a write can come after the write was committed (a response that fails its own
+# validation, an error after the commit): the message must not promise that nothing changed.
+_WRITE_HINTS: Mapping[str, str] = {
+    "createVppParticipation": (
+        "The participation may have been created: list GET /vpp-participations?device_id= "
+        "with the device you sent before you retry (a retry of a create that went through is "
+        "a 409 participation_exists naming it)."
+    ),
+    "updateVppParticipation": (
+        "The update may have been applied: retrieve GET /vpp-participations/{participation_id} "
+        "and compare its timeline with what you sent before you retry."
+    ),
+    "updateSandboxClock": "The clock may have moved: read GET /_sandbox/clock before you retry.",
+    "resetSandbox": (
+        "The reset may have happened: list GET /vpp-participations before you retry."
+    ),
+    "loadSandboxWorld": (
+        "The world may have been loaded: list GET /vpp-participations before you retry."
+    ),
+}
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def internal_message(method: str, operation_id: str | None) -> str:
+    """The message of a 500: a read changed nothing; a write may have been applied."""
+    if method.upper() in _READS:
+        return INTERNAL_MESSAGE
+    hint = _WRITE_HINTS.get(
+        operation_id or "",
+        "The change may have been applied: read the resource back before you retry.",
+    )
+    return f"An unexpected error occurred after the request was accepted. {hint}"
 
 
 def status_of(code: str) -> int:
@@ -122,9 +163,12 @@ class Router:
                 return ops
         return None
 
+    def operation(self, method: str, path: str) -> str | None:
+        """The operationId of a request, or None (no such route or method)."""
+        return (self.match(path) or {}).get(method.upper())
+
     def context(self, method: str, path: str) -> str:
-        ops = self.match(path) or {}
-        op = ops.get(method.upper())
+        op = self.operation(method, path)
         return CONTEXTS.get(op, "api") if op else "api"
 
     def allow(self, path: str) -> str | None:
@@ -155,28 +199,28 @@ def install(
     app: Any,
     spec: Mapping[str, Any],
     *,
-    live_mode_of: Callable[[Mapping[str, str]], bool],
-    now: Callable[[], datetime],
+    caller: Callable[[Mapping[str, str]], Awaitable[tuple[bool, datetime]]],
 ) -> None:
-    """Register handlers so that every error leaves the app as a Flatpeak error object."""
+    """Register handlers so that every error leaves the app as a Flatpeak error object.
+
+    `caller(headers)` gives the error body's `live_mode` and `time_created`: the mode and the
+    namespace's (virtual) clock of a valid bearer token, else test mode and real time.
+    """
     router = Router(spec)
 
-    def render(
+    async def render(
         request: ConnexionRequest,
         code: str,
         message: str,
         headers: Mapping[str, str] | None = None,
     ) -> ConnexionResponse:
-        try:
-            live_mode = live_mode_of(request.headers)
-        except Exception:  # a broken header must never turn an error into a 500
-            live_mode = False
+        live_mode, now = await caller(request.headers)
         body = error_body(
             code,
             message,
             context=router.context(request.method, request.url.path),
             live_mode=live_mode,
-            now=now(),
+            now=now,
         )
         return ConnexionResponse(
             status_code=status_of(code),
@@ -185,16 +229,22 @@ def install(
             headers=dict(headers or {}),
         )
 
+    def unexpected(request: ConnexionRequest) -> str:
+        return internal_message(
+            request.method, router.operation(request.method, request.url.path)
+        )
+
     async def on_api_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ApiError)
-        return render(request, exc.code, exc.message, exc.headers)
+        return await render(request, exc.code, exc.message, exc.headers)
 
     async def on_domain_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         # LifecycleError and StoreError carry a catalogue code and a message.
         code = getattr(exc, "code", "internal_error")
         if code not in CATALOGUE:
             code = "internal_error"
-        return render(request, code, getattr(exc, "message", INTERNAL_MESSAGE))
+        message = getattr(exc, "message", None) or unexpected(request)
+        return await render(request, code, message)
 
     async def on_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, ProblemException)
@@ -212,10 +262,10 @@ def install(
             log.error(
                 "%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.detail
             )
-            message = INTERNAL_MESSAGE
+            message = unexpected(request)
         else:
             message = str(exc.detail or exc.title)
-        return render(request, code, message, getattr(exc, "headers", None))
+        return await render(request, code, message, getattr(exc, "headers", None))
 
     async def on_http(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         assert isinstance(exc, HTTPException)
@@ -224,14 +274,25 @@ def install(
         if exc.status_code == 405:
             allow = router.allow(path) or ""
             headers["Allow"] = allow
-            return render(
+            return await render(
                 request,
                 "method_not_allowed",
                 f"{request.method} is not allowed on {path}. Allowed methods: {allow}.",
                 headers,
             )
         if exc.status_code == 404:
-            return render(
+            # request.url drops newlines and tabs (urlsplit does): the scope keeps them.
+            control = _CONTROL_CHARACTER.search(str(request.scope.get("path", "")))
+            if control is not None:
+                # Starlette routes no path with a newline in it: say what is wrong with it.
+                return await render(
+                    request,
+                    "invalid_parameter",
+                    f"The path contains the control character U+{ord(control[0]):04X}; ids are "
+                    "letters, digits and underscores (vpp_ and 24 lowercase hex characters): "
+                    "remove it.",
+                )
+            return await render(
                 request,
                 "route_not_found",
                 f"There is no route {request.method} {path}. The API serves /login, "
@@ -239,19 +300,19 @@ def install(
                 "reference is at /ui/ (the sandbox controls at /_sandbox/ui/).",
             )
         if exc.status_code == 415:
-            return render(
+            return await render(
                 request,
                 "unsupported_media_type",
                 "Send the request body as JSON with the header Content-Type: application/json.",
             )
         if exc.status_code == 401:
-            return render(request, "authentication_required", str(exc.detail))
+            return await render(request, "authentication_required", str(exc.detail))
         if 400 <= exc.status_code < 500:
-            return render(request, "invalid_parameter", str(exc.detail))
-        return render(request, "internal_error", INTERNAL_MESSAGE)
+            return await render(request, "invalid_parameter", str(exc.detail))
+        return await render(request, "internal_error", unexpected(request))
 
     async def on_decode(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        return render(
+        return await render(
             request,
             "invalid_request_body",
             "The request body is not valid UTF-8 JSON; send it encoded as UTF-8.",
@@ -259,7 +320,7 @@ def install(
 
     async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return render(request, "internal_error", INTERNAL_MESSAGE)
+        return await render(request, "internal_error", unexpected(request))
 
     handlers: Iterable[tuple[type[Exception], Any]] = (
         (ApiError, on_api_error),

@@ -19,6 +19,9 @@ __all__ = [
     "EXPECTED_DELAY",
     "HAPPY_PATH",
     "LEAVING_PATH",
+    "LEAVING_RESERVE",
+    "LEAVING_STEPS",
+    "MAX_HISTORY",
     "TERMINAL",
     "TRANSITIONS",
     "Entry",
@@ -31,6 +34,7 @@ __all__ = [
     "Record",
     "State",
     "Status",
+    "TimelineFull",
     "allowed_next",
     "apply_update",
     "encode_document",
@@ -173,6 +177,17 @@ EXPECTED_DELAY: Mapping[State, timedelta] = {
 
 _TELEMETRY_ENDED = frozenset({S.UNENROLLED}) | TERMINAL
 
+# A participation's history (its COMPLETE and IN_PROGRESS entries) holds at most MAX_HISTORY
+# entries, so every read and update costs the same bounded work however long it has lived (a
+# device suspended and resumed every week for almost five years). Only the participating
+# phase can loop (ACTIVE <-> SUSPENDED, reason changes, cancelled leave requests); once the
+# history reaches MAX_HISTORY - LEAVING_RESERVE entries, only the moves that end it are
+# accepted, and the longest way out (UNENROLMENT_REQUESTED, WINDING_DOWN, UNENROLLED,
+# OFFBOARDED) still fits: a full participation can always be ended, never stuck.
+MAX_HISTORY = 500
+LEAVING_STEPS = frozenset(LEAVING_PATH) | {S.FAILED}
+LEAVING_RESERVE = len(LEAVING_PATH)
+
 
 class LifecycleError(Exception):
     """A request the lifecycle refuses; `code` names it in the error catalogue."""
@@ -194,6 +209,12 @@ class IllegalTransition(LifecycleError):
     """A record moves to a state that the transition table does not allow (409)."""
 
     code = "invalid_state_transition"
+
+
+class TimelineFull(LifecycleError):
+    """The history is at its bound and the update does not end the participation (409)."""
+
+    code = "timeline_full"
 
 
 # -- time helpers ---------------------------------------------------------------------------
@@ -632,6 +653,22 @@ def _default_tail(current: Entry, ret: State | None, base: datetime) -> tuple[En
     return _pending_entries(expected_path(current.state, ret), base)
 
 
+def _check_room(participation: Participation, history: list[Entry], new: list[Entry]) -> None:
+    """MAX_HISTORY: past its reserve, only the moves that end a participation are taken."""
+    if len(history) <= MAX_HISTORY - LEAVING_RESERVE:
+        return
+    if all(entry.state in LEAVING_STEPS for entry in new):
+        return
+    ending = ", ".join(s.value for s in State if s in LEAVING_STEPS)
+    raise TimelineFull(
+        f"{participation.id} holds {len(participation.history)} timeline entries; a "
+        f"participation keeps at most {MAX_HISTORY}, so from "
+        f"{MAX_HISTORY - LEAVING_RESERVE} on it accepts only the moves that end it ({ending}). "
+        f"Unenrol it (UNENROLMENT_REQUESTED, WINDING_DOWN, UNENROLLED, OFFBOARDED) and create "
+        f"a new participation for device {participation.device_id} to go on."
+    )
+
+
 def apply_update(
     participation: Participation, records: Sequence[Record], now: datetime
 ) -> Participation:
@@ -709,6 +746,7 @@ def apply_update(
         ret = ret_entry.state if ret_entry else None
         state, last_at = r.state, occurred
 
+    _check_room(participation, history, new_entries)
     new_current = history[-1]
     base = max(last_at, now)
     if pending:

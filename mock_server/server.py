@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import sys
 import warnings
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.store import Store, StoreUnavailable
 
-__all__ = ["Lifespan", "banner", "build", "serve", "worker_app"]
+__all__ = ["Lifespan", "banner", "build", "exposure_warning", "serve", "worker_app"]
+
+# The secret part of an API key (after sk_test_ / sk_live_) shorter than this is guessable.
+MIN_KEY_SECRET = 16
+# RFC 7518 3.2: an HS256 key of at least 256 bits.
+MIN_JWT_SECRET_BYTES = 32
+_OLD_DEFAULT_JWT_SECRET = "vpp-sandbox-local-signing-secret"  # in the source until issue 10
 
 
 def banner(settings: Settings, where: str | None = None) -> str:
@@ -36,6 +44,66 @@ def banner(settings: Settings, where: str | None = None) -> str:
     first = settings.accounts[0]
     lines.append(f"  Try:         curl -u {first.account_id}:{first.api_key} {base}/login")
     return "\n".join(lines)
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable from elsewhere
+
+
+def exposure_warning(settings: Settings, published: Iterable[Account] = ()) -> str | None:
+    """The start-up warning for a server reachable beyond this machine with weak credentials.
+
+    Weak: the default account's documented keys, accounts of a seeded world (`published`:
+    anyone can generate the same world and read its keys), keys whose secret part is short, and
+    a VPP_JWT_SECRET shorter than 32 bytes (or the old default). None when the server listens
+    on loopback only, or when every credential is strong.
+    """
+    if is_loopback(settings.host):
+        return None
+    published = set(published)
+    weak: list[str] = []
+    for account in settings.accounts:
+        mode = "live" if account.live_mode else "test"
+        secret = account.api_key.removeprefix("sk_test_").removeprefix("sk_live_")
+        if account in DEFAULT_ACCOUNT:
+            why = "the default account's key, published in the README"
+        elif account in published:
+            why = "a seeded world's key: anyone can generate the same world and read it"
+        elif len(secret) < MIN_KEY_SECRET:
+            why = f"only {len(secret)} characters after the prefix: guessable"
+        else:
+            continue
+        weak.append(f"{account.account_id} {mode} key {account.api_key[:12]}…: {why}")
+    jwt_secret = settings.jwt_secret
+    if jwt_secret is not None and (
+        jwt_secret == _OLD_DEFAULT_JWT_SECRET
+        or len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES
+    ):
+        weak.append(
+            f"VPP_JWT_SECRET has {len(jwt_secret.encode())} bytes (or is a published default): "
+            "whoever guesses it can sign tokens for every account"
+        )
+    if not weak:
+        return None
+    lines = [
+        f"WARNING: vpp-sandbox listens on {settings.host}:{settings.port}, reachable from other "
+        "machines, with credentials anyone can find:",
+        *(f"  - {item}" for item in weak),
+        "Anyone who can reach this port can read, change and reset these accounts' data.",
+        "Fix: --account ACCOUNT_ID:API_KEY with long random keys (sk_test_ and sk_live_ "
+        "followed by e.g. `python3 -c 'import secrets; print(secrets.token_hex(16))'`), unset "
+        "VPP_JWT_SECRET (the data file keeps its own random secret) or give it 32+ random bytes, "
+        "or listen on --host 127.0.0.1.",
+    ]
+    width = max(len(line) for line in lines)
+    rule = "!" * min(width, 100)
+    return "\n".join([rule, *lines, rule])
 
 
 class Lifespan:
@@ -103,6 +171,8 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
 
+    from vpp_sandbox.mock_server.protocol import implementation, protocol_class
+
     out = out or sys.stdout
     if settings.workers > 1 and settings.db == ":memory:":
         print(
@@ -111,6 +181,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    given = set(settings.accounts)
     try:
         settings, note, where = asyncio.run(_prepare(settings))
     except (ValueError, StoreUnavailable) as exc:
@@ -126,16 +197,32 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     if not settings.autopilot:
         print("  Autopilot:   off (--no-autopilot): participations move only through the API",
               file=out, flush=True)
+    print(
+        f"  HTTP:        {implementation(settings)}; heads up to {settings.max_header_bytes} "
+        f"bytes in {settings.header_timeout:g} s, bodies up to {settings.max_body_bytes} bytes "
+        f"in {settings.body_timeout:g} s, {settings.max_connections} connections",
+        file=out,
+        flush=True,
+    )
+    world_accounts = [a for a in settings.accounts if a not in given]
+    warning = exposure_warning(settings, published=world_accounts)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "reload": False,
         "log_level": settings.log_level,
-        # uvicorn picks uvloop and httptools when they are installed (`vpp-sandbox[fast]`),
-        # else asyncio and h11. No access log line per request (VPP_LOG_LEVEL=info still
+        # uvicorn picks uvloop when it is installed (`vpp-sandbox[fast]`), else asyncio; the
+        # HTTP parser is httptools when installed, else h11 (or --http), with the limits of
+        # mock_server/protocol.py. No access log line per request (VPP_LOG_LEVEL=info still
         # logs the rest).
         "loop": "auto",
-        "http": "auto",
+        "http": protocol_class(settings)
+        if settings.workers == 1
+        else "vpp_sandbox.mock_server.protocol:WorkerProtocol",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "access_log": False,
         "proxy_headers": False,  # a local sandbox: no proxy in front to believe
     }

@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["DEFAULT_ACCOUNT", "Account", "Settings", "parse_account"]
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "HTTP_IMPLEMENTATIONS",
+    "LIMITS",
+    "Account",
+    "Settings",
+    "parse_account",
+    "parse_http",
+    "parse_limit",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,44 @@ def parse_account(text: str) -> Account:
     return Account(account_id, key)
 
 
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+
+# The numeric HTTP limits: each a flag (--max-header-bytes) and a variable (VPP_MAX_HEADER_BYTES).
+LIMITS: dict[str, type] = {
+    "max_body_bytes": int,
+    "max_header_bytes": int,
+    "max_headers": int,
+    "header_timeout": float,
+    "body_timeout": float,
+    "idle_timeout": float,
+    "keep_alive_timeout": float,
+    "max_connections": int,
+}
+
+
+def _positive(name: str, text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a {kind.__name__}") from None
+    if not value > 0:
+        raise ValueError(f"{name}={text!r} must be greater than 0")
+    return value
+
+
+def parse_limit(name: str, text: str) -> int | float:
+    """A numeric HTTP limit (`max_header_bytes`, `body_timeout`, …) from text, or ValueError."""
+    value: int | float = _positive(name, text, LIMITS[name])
+    return value
+
+
+def parse_http(text: str) -> str:
+    value = text.strip().lower()
+    if value not in HTTP_IMPLEMENTATIONS:
+        raise ValueError(f"{text!r} is not one of {', '.join(HTTP_IMPLEMENTATIONS)}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -51,12 +98,22 @@ class Settings:
     seed: int = 0
     size: int | None = None
     autopilot: bool = True
-    jwt_secret: str = "vpp-sandbox-local-signing-secret"
+    # None: the data file's own random secret (Store.signing_secret); VPP_JWT_SECRET overrides.
+    jwt_secret: str | None = None
     token_ttl: int = 3600
-    max_body_bytes: int = 64 * 1024
     rate_limit: float | None = None
     log_level: str = "warning"
     workers: int = 1
+    # HTTP limits a public server needs (mock_server/protocol.py and mock_server/intake.py).
+    http: str = "auto"  # uvicorn's parser: auto (httptools when installed), httptools or h11
+    max_body_bytes: int = 64 * 1024  # 413 past it
+    max_header_bytes: int = 32 * 1024  # request line and header fields; 431 past it
+    max_headers: int = 100  # header fields; 431 past it
+    header_timeout: float = 10.0  # first byte of a request to the end of its head; 408
+    body_timeout: float = 10.0  # end of the head to the end of the body; 408
+    idle_timeout: float = 10.0  # a new connection that sends no request is closed
+    keep_alive_timeout: float = 5.0  # an idle connection between requests is closed
+    max_connections: int = 1000  # open connections; more are answered 503 and closed
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -85,8 +142,12 @@ class Settings:
             values["autopilot"] = env["VPP_AUTOPILOT"].strip().lower() not in off
         if env.get("VPP_JWT_SECRET"):
             values["jwt_secret"] = env["VPP_JWT_SECRET"]
-        if "VPP_MAX_BODY_BYTES" in env:
-            values["max_body_bytes"] = int(env["VPP_MAX_BODY_BYTES"])
+        for name, kind in LIMITS.items():
+            variable = "VPP_" + name.upper()
+            if env.get(variable):
+                values[name] = _positive(variable, env[variable], kind)
+        if env.get("VPP_HTTP"):
+            values["http"] = parse_http(env["VPP_HTTP"])
         if env.get("VPP_RATE_LIMIT"):
             values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
         if env.get("VPP_LOG_LEVEL"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -602,6 +603,14 @@ class Store:
         return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
 
     # -- settings kept with the data -------------------------------------------------------------
+
+    async def signing_secret(self) -> bytes:
+        """The JWT signing secret of this data: 32 random bytes, made once, kept with the data.
+
+        Tokens then survive restarts and work on every process sharing the data, and a token
+        of another data file never verifies here.
+        """
+        return bytes.fromhex(await self.meta("jwt_signing_secret", lambda: secrets.token_hex(32)))
 
     async def meta(self, key: str, default: Callable[[], str]) -> str:
         """The value kept under `key` with the data, created from `default()` the first time

@@ -8,29 +8,34 @@ are validated the same way.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
 import jsonschema_rs
 import orjson
 from connexion.datastructures import MediaTypeDict
+from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
+from connexion.utils import is_null, is_nullable
 from connexion.validators import ParameterValidator
 from connexion.validators.json import JSONRequestBodyValidator, JSONResponseBodyValidator
-from jsonschema import Draft4Validator, ValidationError
+from jsonschema import Draft4Validator, FormatChecker, ValidationError, validators
 from starlette.datastructures import Headers, QueryParams
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from vpp_sandbox.mock_server.errors import ApiError
 
 __all__ = [
-    "BodyLimitMiddleware",
+    "FORMAT_CHECKER",
     "CompiledJSONResponseBodyValidator",
     "FlatpeakJSONBodyValidator",
     "FlatpeakParameterValidator",
     "compiled",
+    "ecma_pattern",
+    "unstorable",
     "validator_map",
 ]
 
@@ -44,14 +49,115 @@ def validator_map() -> dict[str, Any]:
     }
 
 
+# -- whole strings --------------------------------------------------------------------------------
+#
+# JSON Schema patterns are ECMA-262 regexes, where `$` is the end of the string. Python's `$` also
+# matches before a final newline, so jsonschema (Connexion's validator, re.search) let
+# "dev_…\n" pass `^dev_[0-9a-f]{24}$` where jsonschema-rs refused it, and the fallback had the
+# last word: ids with a trailing newline were stored. The Python validators here read `$` as
+# ECMA does; formats refuse a trailing newline for the same reason (rfc3339-validator's `$`).
+
+
+def ecma_pattern(pattern: str) -> str:
+    """`pattern` for Python's `re` with ECMA-262's `$` (end of input, `\\Z`) outside classes."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _search(pattern: str) -> Callable[[str], Any]:
+    return re.compile(ecma_pattern(pattern)).search
+
+
+def _whole_string_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _search(pattern)(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _no_final_newline(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def whole(value: Any) -> Any:
+        if isinstance(value, str) and value.endswith("\n"):
+            return False
+        return check(value)
+
+    return whole
+
+
+# Draft 4's format checks (date-time by rfc3339-validator, …), none of them passing "…\n".
+FORMAT_CHECKER = FormatChecker(formats=())
+for _name, (_check, _raises) in Draft4Validator.FORMAT_CHECKER.checkers.items():
+    FORMAT_CHECKER.checkers[_name] = (_no_final_newline(_check), _raises)
+
+_WHOLE = {"pattern": _whole_string_pattern}
+_RequestValidator = validators.extend(Draft4RequestValidator, _WHOLE)
+_ResponseValidator = validators.extend(Draft4ResponseValidator, _WHOLE)
+_ParameterValidator = validators.extend(Draft4Validator, _WHOLE)
+
+
+# -- text that cannot be stored ------------------------------------------------------------------
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains the NUL character (\\u0000), which text cannot hold; remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        return (
+            f"contains an unpaired surrogate (\\u{code:04x}), which is not Unicode text; send "
+            "the character itself in UTF-8, or as a pair of \\u escapes"
+        )
+    return None
+
+
+def unstorable(body: Any) -> str | None:
+    """Why a parsed JSON body holds a string no UTF-8 text can hold (NUL, lone surrogate), or None.
+
+    Such strings made the store's encoder raise (a 500) or would be refused by PostgreSQL.
+    """
+    stack: list[tuple[str, Any]] = [("body", body)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            problem = _text_problem(node)
+            if problem:
+                return f"{where} {problem}."
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                problem = _text_problem(key) if isinstance(key, str) else None
+                if problem:
+                    return f"A field name in {where} {problem}."
+                stack.append((f"{where}.{key}", value))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(node))
+    return None
+
+
 # -- compiled schemas ---------------------------------------------------------------------------
 
 # The formats Connexion's jsonschema checks are checked by the same Python functions (jsonschema-rs'
 # own date-time accepts leap seconds, lower-case "t" and year 0). Formats jsonschema does not
 # check (uri) are checked by jsonschema-rs; if that is stricter, the fallback decides.
 _FORMATS: dict[str, Callable[[str], bool]] = {
-    name: partial(Draft4Validator.FORMAT_CHECKER.conforms, format=name)
-    for name in Draft4Validator.FORMAT_CHECKER.checkers
+    name: partial(FORMAT_CHECKER.conforms, format=name) for name in FORMAT_CHECKER.checkers
 }
 
 
@@ -139,10 +245,20 @@ class FlatpeakParameterValidator(ParameterValidator):  # type: ignore[misc]
             check = compiled(param.get("schema", param), "parameter")
             if check is not None and check(value):
                 return None
-        error: str | None = ParameterValidator.validate_parameter(
-            parameter_type, value, param, param_name
-        )
-        return error
+        # Connexion's own check, with whole-string patterns and formats.
+        if is_nullable(param) and is_null(value):
+            return None
+        if value is not None:
+            try:
+                _ParameterValidator(
+                    param.get("schema", param), format_checker=FORMAT_CHECKER
+                ).validate(value)
+            except ValidationError as exc:
+                return str(exc)
+            return None
+        if param.get("required"):
+            return f"Missing {parameter_type} parameter '{param['name']}'"
+        return None
 
     def validate_request(self, request: Any) -> None:
         if self.strict_validation:
@@ -187,7 +303,10 @@ def _describe(error: ValidationError) -> str:
     if kind == "additionalProperties":
         known = ", ".join(sorted(error.schema.get("properties", {})))
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"{where} has unknown field(s) {', '.join(extra)}; the fields are {known}."
+        named = ", ".join(str(name)[:40] for name in extra[:5])
+        if len(extra) > 5:
+            named += f" and {len(extra) - 5} more"
+        return f"{where} has unknown field(s) {named}; the fields are {known}."
     if kind == "required":
         missing = [name for name in value if name not in error.instance]
         return f"{where} is missing the required field(s) {', '.join(missing)}."
@@ -211,8 +330,35 @@ def _describe(error: ValidationError) -> str:
         return f"{where} must be {bound} {value} character(s) long."
     if kind == "uniqueItems":
         return f"{where} must not repeat a value."
+    if kind in ("minimum", "maximum"):
+        bound = "at least" if kind == "minimum" else "at most"
+        return f"{where} must be {bound} {value}."
+    if kind == "minProperties":
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"{where} must have at least {value} of the fields {known}."
+    if kind in ("oneOf", "anyOf"):
+        options = " or ".join(_alternative(option) for option in value)
+        about = str(error.schema.get("description", "")).strip()
+        return f"{where} must be {options}." + (f" ({about})" if about else "")
     message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
     return f"{where} is not valid: {message}."
+
+
+def _alternative(schema: Any) -> str:
+    """One choice of a oneOf/anyOf, as a person would say it: "a string like P7D"."""
+    if not isinstance(schema, dict):
+        return "a value of another shape"
+    kind = schema.get("type", "value")
+    article = "an" if str(kind)[0] in "aeiou" else "a"
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    if "minimum" in schema and "maximum" in schema:
+        return f"{article} {kind} from {schema['minimum']} to {schema['maximum']}"
+    if "example" in schema:
+        return f"{article} {kind} like {schema['example']}"
+    if "pattern" in schema:
+        return f"{article} {kind} matching {schema['pattern']}"
+    return f"{article} {kind}"
 
 
 _UTF8_NAMES = frozenset({"utf8", "ascii", "usascii"})
@@ -221,13 +367,32 @@ _UTF8_NAMES = frozenset({"utf8", "ascii", "usascii"})
 class FlatpeakJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Connexion's JSON body checks, raising catalogue errors (400 invalid_request_body)."""
 
+    @property
+    def _validator(self) -> Any:
+        return _RequestValidator(self._schema, format_checker=FORMAT_CHECKER)
+
+    def _empty(self) -> ApiError:
+        fields = ", ".join(self._schema.get("required", ()))
+        what = f"a JSON object with {fields}" if fields else "a JSON object"
+        return ApiError(
+            "invalid_request_body",
+            f"The request body is empty; send {what} (see the API reference at /ui/).",
+        )
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        # Connexion's own answer to a missing body is "RequestBody is required".
+        if self._required and not int(Headers(scope=scope).get("content-length") or 0):
+            raise self._empty()
+        result: tuple[Receive, Scope] = await super().wrap_receive(receive, scope=scope)
+        return result
+
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
         if self._encoding.lower().replace("-", "").replace("_", "") not in _UTF8_NAMES:
             raise ApiError(
-                "invalid_request_body",
-                f"charset={self._encoding} is not accepted; JSON bodies are UTF-8 (send "
-                "Content-Type: application/json).",
+                "unsupported_media_type",
+                f"charset={self._encoding} is not supported: JSON bodies are UTF-8. Encode the "
+                "body as UTF-8 and send Content-Type: application/json.",
             )
         try:
             text = raw.decode("utf-8")
@@ -239,23 +404,28 @@ class FlatpeakJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         if not text.strip():
             return None
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass  # json decides (it also reads what orjson refuses, e.g. integers over 64 bits)
-        try:
-            return json.loads(text, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, ValueError, RecursionError) as exc:
-            raise ApiError(
-                "invalid_request_body",
-                f"The request body is not valid JSON ({exc}). Send a JSON object.",
-            ) from None
+            # json decides: it also reads what orjson refuses, integers over 64 bits, and lone
+            # surrogates (\\ud800), which no text can hold: looked for below.
+            try:
+                body = json.loads(text, parse_constant=_reject_constant)
+            except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+                raise ApiError(
+                    "invalid_request_body",
+                    f"The request body is not valid JSON ({exc}). Send a JSON object.",
+                ) from None
+            problem = unstorable(body)
+        else:
+            # orjson refuses lone surrogates; a NUL can only come as the escape \\u0000.
+            problem = unstorable(body) if b"\\u0000" in raw else None
+        if problem:
+            raise ApiError("invalid_request_body", problem)
+        return body
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if body is None:
-            raise ApiError(
-                "invalid_request_body",
-                "The request body is empty; send a JSON object (see the API reference at /ui/).",
-            )
+            raise self._empty()
         check = compiled(self._schema)
         if check is not None and check(body):
             return None
@@ -286,72 +456,12 @@ class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ign
         except orjson.JSONDecodeError:
             return super()._parse(iter([raw]))
 
+    @property
+    def validator(self) -> Any:
+        return _ResponseValidator(self._schema, format_checker=FORMAT_CHECKER)
+
     def _validate(self, body: Any) -> None:
         check = compiled(self._schema, "response")
         if check is not None and check(body):
             return
         super()._validate(body)
-
-
-# -- body size limit ----------------------------------------------------------------------------
-
-
-class BodyLimitMiddleware:
-    """Reads the body up front; too large (or a bad Content-Length) is answered as an error."""
-
-    def __init__(self, app: ASGIApp, *, limit: int, render: Callable[..., Any]) -> None:
-        self.app = app
-        self.limit = limit
-        self.render = render
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await self.render(
-                    scope,
-                    send,
-                    "invalid_request_body",
-                    "The Content-Length header is not a number; let your HTTP client set it.",
-                )
-                return
-            if int(declared) > self.limit:
-                await self._too_large(scope, send)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large(scope, send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        await self.render(
-            scope,
-            send,
-            "request_too_large",
-            f"The request body is larger than {self.limit} bytes; send a smaller body.",
-        )

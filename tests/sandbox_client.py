@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from stores import sync
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Account, Settings
@@ -52,6 +53,16 @@ class Sandbox:
     app: Any
     client: Any
     _tokens: dict[tuple[str, bool], str] = field(default_factory=dict)
+
+    @property
+    def secret(self) -> bytes:
+        """The signing secret the app uses: VPP_JWT_SECRET, else the data's own."""
+        if self.settings.jwt_secret:
+            return self.settings.jwt_secret.encode()
+        portal = getattr(self.client, "portal", None)  # a client kept open has its own loop
+        if portal is not None:
+            return bytes(portal.call(self.store.signing_secret))
+        return sync(self.store.signing_secret())
 
     def key(self, account_id: str = ACCOUNT_A, live: bool = False) -> str:
         prefix = "sk_live_" if live else "sk_test_"

@@ -7,10 +7,11 @@ from typing import TypeVar
 
 import anyio
 
+from vpp_sandbox.mock_server.lifecycle import Participation
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store
 
-__all__ = ["memory_store", "sync"]
+__all__ = ["every", "memory_store", "sync"]
 
 T = TypeVar("T")
 
@@ -26,3 +27,12 @@ def sync(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
     return anyio.run(run)
+
+
+def every(store: Store) -> list[Participation]:
+    """Every stored participation, oldest first (what a test checks nothing was added to)."""
+
+    async def collect() -> list[Participation]:
+        return [p async for p in store.participations()]
+
+    return anyio.run(collect)

@@ -164,7 +164,7 @@ def test_missing_token_is_401_on_every_operation(sb: Sandbox) -> None:
         assert_error(call(path, **kw), 401, "authentication_required", context)
 
 
-def _token(secret: str, **claims: Any) -> str:
+def _token(secret: str | bytes, **claims: Any) -> str:
     now = int(time.time())
     base = {
         "account_id": ACCOUNT_A,
@@ -179,9 +179,9 @@ def _token(secret: str, **claims: Any) -> str:
 
 
 def test_expired_forged_and_malformed_tokens_are_401(sb: Sandbox) -> None:
-    secret = sb.settings.jwt_secret
+    secret = sb.secret
     cases = [
-        (_token(secret, iat=1, nbf=1, exp=2), "token_expired"),
+        (_token(secret, iat=1, nbf=1, exp=3601), "token_expired"),
         (_token("someone-elses-signing-secret-of-32-bytes"), "token_invalid"),
         (_token(secret, iss="Elsewhere"), "token_invalid"),
         (_token(secret, account_id="acc_" + "0" * 24), "token_invalid"),

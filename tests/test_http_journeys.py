@@ -55,7 +55,7 @@ def test_login_gives_an_hs256_jwt_with_the_contract_claims(sb: Sandbox) -> None:
     assert body["expires_in"] == 3600 and body["live_mode"] is True
     assert jwt.get_unverified_header(body["bearer_token"])["alg"] == "HS256"
     claims = jwt.decode(
-        body["bearer_token"], sb.settings.jwt_secret, algorithms=["HS256"], issuer="FlatPeakAPI"
+        body["bearer_token"], sb.secret, algorithms=["HS256"], issuer="FlatPeakAPI"
     )
     assert claims["account_id"] == ACCOUNT_A == claims["sub"]
     assert claims["live_mode"] is True

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 __all__ = ["build_parser", "main"]
+
+# Connexion imports starlette's test client, which warns about httpx on every start; that is
+# noise for someone running the command (and for each process of `serve --workers N`, which
+# imports this module first).
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 
 def _account(text: str) -> object:
@@ -16,6 +22,55 @@ def _account(text: str) -> object:
         return parse_account(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit(name: str) -> Callable[[str], int | float]:
+    from vpp_sandbox.mock_server.settings import parse_limit
+
+    def parse(text: str) -> int | float:
+        try:
+            return parse_limit(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _http(text: str) -> str:
+    from vpp_sandbox.mock_server.settings import parse_http
+
+    try:
+        return parse_http(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --flag: (metavar, help); the defaults are Settings' (mock_server/settings.py).
+_LIMIT_FLAGS = {
+    "max_body_bytes": ("BYTES", "413 request_too_large past this body size (default 65536)"),
+    "max_header_bytes": (
+        "BYTES",
+        "431 request_header_too_large past this size of request line and headers (default 32768)",
+    ),
+    "max_headers": ("N", "431 request_header_too_large past this many header fields (default 100)"),
+    "header_timeout": (
+        "SECONDS",
+        "408 request_timeout when a request's head takes longer to arrive (default 10)",
+    ),
+    "body_timeout": (
+        "SECONDS",
+        "408 request_timeout when a body takes longer to arrive after its head (default 10)",
+    ),
+    "idle_timeout": ("SECONDS", "close a new connection that sends nothing this long (default 10)"),
+    "keep_alive_timeout": (
+        "SECONDS",
+        "close a connection idle this long between requests (default 5)",
+    ),
+    "max_connections": (
+        "N",
+        "answer 503 server_busy and close connections beyond this many (default 1000)",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="participations move only through the API (env VPP_AUTOPILOT=0)",
     )
 
+    serve.add_argument(
+        "--http",
+        type=_http,
+        help="HTTP parser: auto (httptools when installed, else h11), httptools or h11 "
+        "(env VPP_HTTP)",
+    )
+    for name, (metavar, text) in _LIMIT_FLAGS.items():
+        serve.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_limit(name),
+            metavar=metavar,
+            help=f"{text}; env VPP_{name.upper()}",
+        )
+
     test = sub.add_parser("test", help="run the contract suites against an implementation")
     test.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8080")
     test.add_argument("--account-id", required=True)
@@ -99,18 +168,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vpp_sandbox.mock_server.server import serve
         from vpp_sandbox.mock_server.settings import Settings
 
-        settings = Settings.from_env(
-            host=args.host,
-            port=args.port,
-            db=args.db,
-            accounts=tuple(args.account) if args.account else None,
-            world=args.world,
-            seed=args.seed,
-            size=args.size,
-            autopilot=args.autopilot,
-            rate_limit=args.rate_limit,
-            workers=args.workers,
-        )
+        try:
+            settings = Settings.from_env(
+                host=args.host,
+                port=args.port,
+                db=args.db,
+                accounts=tuple(args.account) if args.account else None,
+                world=args.world,
+                seed=args.seed,
+                size=args.size,
+                autopilot=args.autopilot,
+                rate_limit=args.rate_limit,
+                http=args.http,
+                workers=args.workers,
+                **{name: getattr(args, name) for name in _LIMIT_FLAGS},
+            )
+        except ValueError as exc:  # a bad VPP_* variable
+            print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
+            return 2
         return serve(settings)
     if args.command == "test":
         from vpp_sandbox.contract_tests.runner import run

@@ -1,0 +1,233 @@
+"""The request intake: what is checked once a request's head is in, before Connexion sees it.
+
+In this order, each answered in the error format (with the caller's namespace and clock):
+
+- more header fields than `max_headers`, or a head over `max_header_bytes` that arrived in one
+  read (431; heads still arriving are the protocol's, `mock_server/protocol.py`);
+- a trailing slash on an API path: answered as the path without it (not a bare 307);
+- both Content-Length and Transfer-Encoding (400), a Content-Length that is not a number (400);
+- a body in a content coding (415: only identity is read) or in a charset other than UTF-8
+  (415, naming it);
+- a Content-Length over `max_body_bytes` (413, before reading);
+- then the body, read whole within `body_timeout` seconds (408: a Content-Length larger than
+  the body, or a slow client) and within `max_body_bytes` (413, also for chunked bodies).
+
+The body is handed on with its true Content-Length and without Transfer-Encoding, so a
+chunked body is validated like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["IntakeMiddleware", "charset_of"]
+
+# What a JSON body may be encoded in: UTF-8, or ASCII (a subset of it).
+_UTF8 = frozenset({"utf8", "ascii", "usascii"})
+
+Render = Callable[[Scope, Send, str, str], Awaitable[None]]
+Match = Callable[[str], Any]
+
+
+def charset_of(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type (RFC 9110 syntax: spaces, case, quotes)."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip()
+    return None
+
+
+class IntakeMiddleware:
+    """Checks and reads a request before the app; the app gets the whole body at once."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_headers: int,
+        max_header_bytes: int,
+        body_timeout: float,
+        route_of: Match,
+        render: Render,
+    ) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout = body_timeout
+        self.route_of = route_of
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        if len(raw) > self.max_headers:
+            await self.render(
+                scope,
+                send,
+                "request_header_too_large",
+                f"The request has {len(raw)} header fields; send at most {self.max_headers}.",
+            )
+            return
+        # A head that arrived whole in one read is not measured by the protocol (it only sees
+        # heads still arriving): measured here, as sent (request line, `name: value` lines).
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+        size += sum(len(name) + len(value) + 4 for name, value in raw)
+        if size > self.max_header_bytes:
+            await self.render(
+                scope,
+                send,
+                "request_header_too_large",
+                f"The request line and headers are over {self.max_header_bytes} bytes; send "
+                "fewer or shorter headers (cookies included).",
+            )
+            return
+        scope = self._without_trailing_slash(scope)
+        headers: dict[bytes, bytes] = {}
+        for name, value in raw:
+            headers.setdefault(name.lower(), value)
+        declared = headers.get(b"content-length")
+        chunked = b"transfer-encoding" in headers
+        if chunked and declared is not None:
+            # Two framings (request smuggling's shape): httptools refuses it while parsing,
+            # h11 would read the chunks; refused here for both.
+            await self.render(
+                scope,
+                send,
+                "request_malformed",
+                "The request has both Content-Length and Transfer-Encoding; send one of them "
+                "(let your HTTP client frame the body).",
+            )
+            return
+        if declared is not None and not declared.strip().isdigit():
+            await self.render(
+                scope,
+                send,
+                "invalid_request_body",
+                "The Content-Length header is not a number; let your HTTP client set it.",
+            )
+            return
+        has_body = chunked or (declared is not None and int(declared) > 0)
+        if has_body:
+            refusal = self._refuse_encoding(headers)
+            if refusal is not None:
+                await self.render(scope, send, "unsupported_media_type", refusal)
+                return
+        if not has_body:  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
+            await self.app(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.limit:
+            await self._too_large(scope, send)
+            return
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read(receive)
+        except TimeoutError:
+            await self.render(
+                scope,
+                send,
+                "request_timeout",
+                f"The request body did not arrive within {self.body_timeout:g} seconds of its "
+                "headers; check that Content-Length is the body's size in bytes, and send the "
+                "body at once.",
+            )
+            return
+        if body is None:
+            return  # the client went away: nobody to answer
+        if len(body) > self.limit:
+            await self._too_large(scope, send)
+            return
+        if chunked or int(declared or 0) != len(body):
+            scope = self._with_length(scope, len(body))
+        await self.app(scope, _replay(body, receive), send)
+
+    def _without_trailing_slash(self, scope: Scope) -> Scope:
+        """`/vpp-participations/` is `/vpp-participations` (a 307 with no body helps nobody)."""
+        path: str = scope["path"]
+        stripped = path.rstrip("/")
+        if len(path) < 2 or stripped == path or not stripped:
+            return scope
+        if self.route_of(stripped) is None:
+            return scope  # not an API route (the Swagger UI's /ui/ keeps its slash)
+        scope = dict(scope)
+        scope["path"] = stripped
+        raw_path = scope.get("raw_path")
+        if isinstance(raw_path, bytes):
+            scope["raw_path"] = raw_path.rstrip(b"/")
+        return scope
+
+    @staticmethod
+    def _refuse_encoding(headers: dict[bytes, bytes]) -> str | None:
+        """Why a body cannot be read as sent (a content coding, a charset), or None."""
+        coding = headers.get(b"content-encoding", b"").decode("latin-1").strip().lower()
+        if coding and coding != "identity":
+            return (
+                f"Content-Encoding {coding} is not supported: send the body uncompressed as "
+                "JSON (no Content-Encoding header)."
+            )
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        charset = charset_of(content_type)
+        if charset is not None:
+            normal = charset.lower().replace("-", "").replace("_", "")
+            if normal not in _UTF8:
+                return (
+                    f"charset={charset} is not supported: JSON bodies are UTF-8. Encode the "
+                    "body as UTF-8 and send Content-Type: application/json."
+                )
+        return None
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body (stopping early past the limit), or None if the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.limit:
+                break
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _with_length(scope: Scope, length: int) -> Scope:
+        scope = dict(scope)
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name.lower() not in (b"content-length", b"transfer-encoding")
+        ] + [(b"content-length", str(length).encode())]
+        return scope
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await self.render(
+            scope,
+            send,
+            "request_too_large",
+            f"The request body is larger than {self.limit} bytes; send a smaller body.",
+        )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

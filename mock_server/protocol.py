@@ -1,0 +1,293 @@
+"""uvicorn's HTTP protocols with the connection limits a public server needs.
+
+uvicorn 0.54 runs no timer on a connection until its first response is complete, so a client
+that connects and sends nothing, or sends its head a byte at a time (slowloris), holds the
+connection forever; httptools (llhttp) has no limit on the size of a request head, and h11's
+(`h11_max_incomplete_event_size`) is answered as a plain-text 400. The subclasses here add to
+either implementation, chosen like uvicorn's `http="auto"`:
+
+- an idle timeout: a new connection that sends no request within `idle_timeout` is closed;
+- a head timeout: a request head not complete `header_timeout` seconds after its first byte
+  is answered `408 request_timeout` and the connection closed;
+- a head size limit: a request head still arriving past `max_header_bytes` is answered
+  `431 request_header_too_large` and the connection closed, before more is buffered (a head
+  that arrives whole in one read is measured by the intake middleware, with the same limit);
+- a connection cap: a connection beyond `max_connections` is answered `503 server_busy`
+  (`Retry-After: 1`) and closed;
+- what is not HTTP at all: `400 request_malformed` in the error format, not uvicorn's text.
+
+Between requests uvicorn's own `timeout_keep_alive` applies (`keep_alive_timeout`). What comes
+after the head (header count, body size and read timeout, codings) is the intake middleware's
+(`mock_server/intake.py`): there an error body can carry the caller's namespace and clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from vpp_sandbox.mock_server.errors import error_body, status_of
+from vpp_sandbox.mock_server.settings import Settings
+
+__all__ = ["Limits", "implementation", "protocol_class"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The protocol-level limits of one server (from Settings)."""
+
+    max_header_bytes: int
+    header_timeout: float
+    idle_timeout: float
+    max_connections: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
+            idle_timeout=settings.idle_timeout,
+            max_connections=settings.max_connections,
+        )
+
+
+def implementation(settings: Settings) -> str:
+    """`httptools` or `h11`: the one asked for, or (auto) httptools when it is installed."""
+    if settings.http != "auto":
+        return settings.http
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+
+
+def error_response(
+    code: str, message: str, default_headers: list[tuple[bytes, bytes]], extra: str = ""
+) -> bytes:
+    """A whole HTTP/1.1 response carrying the error object; the connection closes after it.
+
+    Written before any request reached the app: no token was read, so test mode, real time.
+    """
+    body = error_body(code, message, context="api", live_mode=False, now=datetime.now(UTC))
+    payload = json.dumps(body).encode()
+    status = status_of(code)
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    lines += [name + b": " + value for name, value in default_headers]
+    lines += [
+        b"content-type: application/json",
+        b"content-length: " + str(len(payload)).encode(),
+        b"connection: close",
+    ]
+    if extra:
+        lines.append(extra.encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + payload
+
+
+class _Guard:
+    """The limits, shared by both implementations; the subclass says when a head is open."""
+
+    limits: ClassVar[Limits]
+    # uvicorn's protocol attributes the guard uses (set by the protocol it is mixed into).
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    cycle: Any
+    server_state: Any
+
+    _guard_timer: asyncio.TimerHandle | None = None
+    _head_open = False
+    _head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                "server_busy",
+                f"The sandbox has {self.limits.max_connections} connections open, its limit; "
+                "retry after a second, and close connections you no longer use.",
+                extra="retry-after: 1",
+            )
+            return
+        self._set_timer(self.limits.idle_timeout, self._idle_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    # -- the head's life -------------------------------------------------------------------------
+
+    def _head_began(self) -> None:
+        self._head_open = True
+        self._head_bytes = 0
+        self._set_timer(self.limits.header_timeout, self._head_expired)
+
+    def _head_done(self) -> None:
+        self._head_open = False
+        self._head_bytes = 0
+        self._cancel_timer()
+
+    def _head_pending(self) -> bool:
+        """Whether a request head is still arriving (checked again when its timer fires)."""
+        return self._head_open
+
+    def _check_head_size(self, size: int) -> None:
+        if size > self.limits.max_header_bytes:
+            self._refuse(
+                "request_header_too_large",
+                f"The request line and headers are over {self.limits.max_header_bytes} bytes; "
+                "send fewer or shorter headers (cookies included).",
+            )
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _set_timer(self, seconds: float, callback: Any) -> None:
+        self._cancel_timer()
+        self._guard_timer = self.loop.call_later(seconds, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+            self._guard_timer = None
+
+    def _idle_expired(self) -> None:
+        self._guard_timer = None
+        if not self._head_pending():
+            # Nothing was asked: there is no request to answer (and an answer could be read
+            # as the response to a request still on its way).
+            self.transport.close()
+            return
+        self._head_expired()
+
+    def _head_expired(self) -> None:
+        self._guard_timer = None
+        if not self._head_pending():
+            return
+        self._refuse(
+            "request_timeout",
+            f"The request head did not arrive within {self.limits.header_timeout:g} seconds; "
+            "send the request line and headers at once.",
+        )
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the error format (431 when too big)."""
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._check_head_size(self._head_bytes)
+            return
+        self._refuse(
+            "request_malformed",
+            "The request is not valid HTTP/1.1 (request line, header fields, Content-Length or "
+            "Transfer-Encoding); send it with an HTTP client.",
+        )
+
+    def _refuse(self, code: str, message: str, extra: str = "") -> None:
+        """Answer with the error object and close; only close while a response is under way."""
+        self._cancel_timer()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            defaults = list(getattr(self.server_state, "default_headers", []))
+            self.transport.write(error_response(code, message, defaults, extra))
+        self.transport.close()
+
+
+def _httptools_class(limits: Limits) -> type[asyncio.Protocol]:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc]
+        """httptools parses in callbacks: a head opens at message begin, closes when complete.
+
+        llhttp keeps an unfinished header itself, so its size is counted from the bytes fed
+        while the head is open; a chunk in which one message ended and the next began counts
+        only from the next chunk on (at most one read of slack).
+        """
+
+        _ended_in_feed = False
+
+        def data_received(self, data: bytes) -> None:
+            open_before = self._head_open
+            self._ended_in_feed = False
+            super().data_received(data)
+            if not self._head_open or self.transport.is_closing():
+                return
+            if open_before or not self._ended_in_feed:
+                self._head_bytes += len(data)
+            self._check_head_size(self._head_bytes)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_began()
+
+        def on_headers_complete(self) -> None:
+            self._head_done()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._ended_in_feed = True
+            super().on_message_complete()
+
+    GuardedHttpToolsProtocol.limits = limits
+    return GuardedHttpToolsProtocol
+
+
+def _h11_class(limits: Limits) -> type[asyncio.Protocol]:
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
+        """h11 keeps a head in its receive buffer until it is whole: its size is exact.
+
+        h11 raises at `h11_max_incomplete_event_size` (set to the same limit by `serve`);
+        uvicorn then calls `send_400_response`, answered here as a 431.
+        """
+
+        def _buffered(self) -> int:
+            buffer = getattr(self.conn, "_receive_buffer", None)
+            if buffer is not None:
+                return len(buffer)
+            return len(self.conn.trailing_data[0])  # pragma: no cover - another h11
+
+        def _head_pending(self) -> bool:
+            return self.conn.their_state is not h11.SEND_BODY and self._buffered() > 0
+
+        def data_received(self, data: bytes) -> None:
+            if not self._head_open and self.conn.their_state is not h11.SEND_BODY:
+                self._head_began()
+            # What h11 will hold if this completes no head: `send_400_response` reads it when
+            # h11 refuses a buffer over its limit.
+            self._head_bytes = self._buffered() + len(data)
+            super().data_received(data)
+            if self.transport.is_closing():
+                return
+            if self._head_pending():
+                self._head_bytes = self._buffered()
+                self._check_head_size(self._head_bytes)
+            else:
+                self._head_done()
+
+    GuardedH11Protocol.limits = limits
+    return GuardedH11Protocol
+
+
+def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
+    """The class for uvicorn's `http=`: the settings' implementation with the limits added."""
+    limits = Limits.of(settings)
+    if implementation(settings) == "httptools":
+        return _httptools_class(limits)
+    return _h11_class(limits)
+
+
+def __getattr__(name: str) -> Any:
+    """`WorkerProtocol`: the class for each process of `serve --workers N`.
+
+    uvicorn hands its worker processes the name of the protocol class, not the class (a class
+    made here cannot travel to another process); each worker builds it from the settings the
+    `serve` process exported for them.
+    """
+    if name == "WorkerProtocol":
+        return protocol_class(Settings.for_worker())
+    raise AttributeError(name)
