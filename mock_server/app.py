@@ -16,6 +16,7 @@ from starlette.types import Scope, Send
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import errors, speedups
+from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, SandboxClock
@@ -67,12 +68,19 @@ def create_app(
     """
     speedups.install()
     store = store if store is not None else Store(settings.db)
+    accounts = Accounts(
+        settings.accounts,
+        store,
+        admin_key_set=settings.admin_key is not None,
+        limit=settings.max_accounts,
+    )
     state = AppState(
         settings=settings,
         store=store,
         clock=clock if clock is not None else SandboxClock(store),
         catalog=catalog if catalog is not None else Catalog(),
-        authenticator=Authenticator(settings),
+        authenticator=Authenticator(settings, accounts),
+        accounts=accounts,
     )
     spec = openapi.load(openapi.CONTRACT)
     control_spec = openapi.load(openapi.CONTROL)

@@ -13,13 +13,15 @@ from typing import Any
 import jwt
 from connexion.security import BasicSecurityHandler, BearerSecurityHandler
 
+from vpp_sandbox.mock_server.accounts import Accounts, Caller
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import format_time
 from vpp_sandbox.mock_server.settings import Account, Settings
 
-__all__ = ["ISSUER", "Authenticator", "security_map"]
+__all__ = ["ADMIN_KEY_EXTENSION", "ISSUER", "Authenticator", "security_map"]
 
 ISSUER = "FlatPeakAPI"
+ADMIN_KEY_EXTENSION = "x-sandbox-admin-key"
 _VERIFIED_MAX = 4096
 _LOGIN_HINT = "Get a token from GET /login with HTTP Basic: your account id and API key."
 
@@ -27,11 +29,17 @@ _LOGIN_HINT = "Get a token from GET /login with HTTP Basic: your account id and 
 class Authenticator:
     """Checks API keys, issues tokens and verifies them; `clock` gives Unix seconds."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: Accounts | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret = settings.jwt_secret
         self._ttl = settings.token_ttl
-        self._accounts = settings.accounts
-        self._account_ids = frozenset(a.account_id for a in settings.accounts)
+        # Without a registry (a test of tokens alone): the configured accounts only.
+        self._accounts = accounts if accounts is not None else Accounts(settings.accounts)
+        self._admin_key = settings.admin_key
         self._clock = clock
         # Tokens already verified, with their claims: a client sends the same token on every
         # request, and HMAC plus claim checks cost more than the rest of a retrieve's own work.
@@ -41,12 +49,7 @@ class Authenticator:
 
     def check_key(self, account_id: str, api_key: str) -> Account:
         """The account whose id and key match, or a 401 credentials_invalid."""
-        found = None
-        for account in self._accounts:
-            same_id = hmac.compare_digest(account.account_id.encode(), account_id.encode())
-            same_key = hmac.compare_digest(account.api_key.encode(), api_key.encode())
-            if same_id and same_key:
-                found = account
+        found = self._accounts.find(account_id, api_key)
         if found is None:
             raise ApiError(
                 "credentials_invalid",
@@ -77,9 +80,12 @@ class Authenticator:
         known = self._verified.get(token)
         if known is not None:
             # PyJWT's own time rule: valid from nbf, expired at exp (real time, as jwt.decode).
-            if known["nbf"] <= time.time() < known["exp"]:
+            # ... and the account is still there (one made on demand may have been deleted).
+            if known["nbf"] <= time.time() < known["exp"] and self._accounts.exists(
+                known["account_id"]
+            ):
                 return dict(known)
-            del self._verified[token]  # expired now: the full check says so, with the time
+            del self._verified[token]  # expired or gone: the full check says which
         claims = self._verify(token)
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
@@ -110,11 +116,12 @@ class Authenticator:
         if (
             not isinstance(claims.get("account_id"), str)
             or not isinstance(claims.get("live_mode"), bool)
-            or claims["account_id"] not in self._account_ids
+            or not self._accounts.exists(claims["account_id"])
         ):
             raise ApiError(
                 "token_invalid",
-                f"The bearer token does not name an account of this server. {_LOGIN_HINT}",
+                f"The bearer token does not name an account of this server (an account made "
+                f"on demand may have been deleted). {_LOGIN_HINT}",
             )
         return claims
 
@@ -177,6 +184,44 @@ class Authenticator:
         return self.verify(value.strip())
 
 
+    def caller(self, request: Any) -> dict[str, Any]:
+        """Security function of the adminKey scheme (the accounts endpoints): who is calling.
+
+        The admin key; an account's bearer token; or, on a sandbox without an admin key,
+        anyone who sends no credentials. Credentials that are sent are checked.
+        """
+        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
+        value = value.strip()
+        if not kind:
+            if self._admin_key is None:
+                return {"sub": None, "caller": Caller()}
+            raise ApiError(
+                "authentication_required",
+                "This sandbox is shared: send its admin key as Authorization: Bearer <admin key> "
+                "(to delete an account, that account's own bearer token works too).",
+            )
+        if kind.lower() != "bearer" or not value:
+            raise ApiError(
+                "token_invalid",
+                "The Authorization header must be 'Bearer <admin key>' or 'Bearer <token>' (a "
+                f"token from GET /login). {_LOGIN_HINT}",
+            )
+        admin_key = self._admin_key
+        if admin_key is not None and hmac.compare_digest(value.encode(), admin_key.encode()):
+            return {"sub": "admin", "caller": Caller(admin=True)}
+        if value.count(".") != 2:  # not a JWT: it was meant as the admin key
+            raise ApiError(
+                "admin_key_invalid",
+                "The bearer value is not this sandbox's admin key. Check the key (set with "
+                "--admin-key or VPP_ADMIN_KEY)."
+                if admin_key is not None
+                else "This sandbox has no admin key: leave the Authorization header out to "
+                "create an account, or send an account's bearer token.",
+            )
+        claims = self.verify(value)
+        return {"sub": claims["sub"], "caller": Caller(account_id=claims["account_id"])}
+
+
 def _expiry_of(token: str) -> str | None:
     try:
         exp = jwt.decode(token, options={"verify_signature": False})["exp"]
@@ -194,6 +239,9 @@ def security_map(authenticator: Authenticator) -> dict[str, type]:
 
     class Bearer(BearerSecurityHandler):  # type: ignore[misc]
         def get_fn(self, security_scheme: Any, required_scopes: Any) -> Any:
+            # The control spec marks its admin-key scheme; every other bearer scheme is a JWT.
+            if security_scheme.get(ADMIN_KEY_EXTENSION):
+                return authenticator.caller
             return authenticator.bearer
 
     return {"basic": Basic, "bearer": Bearer}

@@ -55,6 +55,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     rate_limit: float | None = None
     log_level: str = "warning"
+    # Accounts on demand (POST /_sandbox/accounts): without an admin key anyone may create one
+    # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
+    admin_key: str | None = None
+    max_accounts: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +93,10 @@ class Settings:
             values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
         if env.get("VPP_LOG_LEVEL"):
             values["log_level"] = env["VPP_LOG_LEVEL"]
+        if env.get("VPP_ADMIN_KEY"):
+            values["admin_key"] = env["VPP_ADMIN_KEY"]
+        if env.get("VPP_MAX_ACCOUNTS"):
+            values["max_accounts"] = int(env["VPP_MAX_ACCOUNTS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from vpp_sandbox.mock_server.accounts import AccountDeletion, AccountRecord
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
 from vpp_sandbox.mock_server.scenarios import advance, next_step
@@ -124,6 +125,17 @@ CREATE INDEX IF NOT EXISTS participations_due
     ON participations (account_id, live_mode, next_due_at) WHERE next_due_at IS NOT NULL;
 """
 
+# Accounts made on demand (the block of account methods at the end of Store). Keys are kept as
+# SHA-256 digests only: mock_server/accounts.py makes them and checks them.
+_ACCOUNTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandbox_accounts (
+    account_id      TEXT PRIMARY KEY,
+    test_key_sha256 TEXT NOT NULL,
+    live_key_sha256 TEXT NOT NULL,
+    time_created    TEXT NOT NULL
+);
+"""
+
 _COLUMNS = "body, scenario"
 
 
@@ -213,6 +225,7 @@ class Store:
         self._drop_old_indexes()
         self._migrate()
         self._db.executescript(_DUE_INDEX)
+        self._db.executescript(_ACCOUNTS_SCHEMA)
 
     def _drop_old_indexes(self) -> None:
         for name in _DROPPED_INDEXES:
@@ -567,3 +580,55 @@ class Store:
         with self._lock:
             (n,) = self._db.execute("SELECT COUNT(*) FROM participations").fetchone()
         return int(n)
+
+    # -- accounts made on demand ---------------------------------------------------------------
+    # The whole persistence of POST/DELETE /_sandbox/accounts: the sandbox_accounts table and
+    # these methods. Key generation, key checks and permissions are mock_server/accounts.py's.
+
+    def create_account(self, record: AccountRecord, *, limit: int) -> bool:
+        """Keep a new account, unless `limit` accounts are kept already (False then).
+
+        The count and the insert are one transaction, so concurrent creates never pass the cap.
+        """
+        with self._transaction() as db:
+            (kept,) = db.execute("SELECT COUNT(*) FROM sandbox_accounts").fetchone()
+            if kept >= limit:
+                return False
+            db.execute(
+                "INSERT INTO sandbox_accounts "
+                "(account_id, test_key_sha256, live_key_sha256, time_created) VALUES (?, ?, ?, ?)",
+                (
+                    record.account_id,
+                    record.test_key_sha256,
+                    record.live_key_sha256,
+                    record.time_created,
+                ),
+            )
+            return True
+
+    def delete_account(self, account_id: str) -> AccountDeletion | None:
+        """Forget the account and everything in it: participations of both modes and clocks.
+
+        None when no such account is kept (nothing is deleted then).
+        """
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM sandbox_accounts WHERE account_id=?", (account_id,))
+            if gone.rowcount == 0:
+                return None
+            delete = "DELETE FROM participations WHERE account_id=? AND live_mode=?"
+            test = db.execute(delete, (account_id, 0)).rowcount
+            live = db.execute(delete, (account_id, 1)).rowcount
+            clocks = db.execute(
+                "DELETE FROM sandbox_clocks WHERE account_id=?", (account_id,)
+            ).rowcount
+            return AccountDeletion(test, live, clocks)
+
+    def find_account_keys(self, account_id: str) -> AccountRecord | None:
+        """The kept account (its key digests), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT account_id, test_key_sha256, live_key_sha256, time_created "
+                "FROM sandbox_accounts WHERE account_id=?",
+                (account_id,),
+            ).fetchone()
+        return None if row is None else AccountRecord(*row)
