@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck wheel-check contract bench constraints clean
+.PHONY: install run test lint typecheck wheel-check dist contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ test: lint typecheck
 # venv outside the clone, where serve + test --profile quick and the example project's tests run.
 wheel-check: $(STAMP)
 	$(BIN)/python .ci/wheel_check.py
+
+# The sdist and the wheel in dist/, for `pip install dist/vpp_sandbox-…whl` anywhere.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 # The contract suites against a running sandbox (`make run` in another terminal) or any URL.
 BASE_URL ?= http://127.0.0.1:8080
