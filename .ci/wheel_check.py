@@ -4,8 +4,9 @@ Builds the sdist and, from it, the wheel; installs the wheel (with constraints.t
 venv in a temporary folder; and there, with nothing of the clone importable, checks that the
 package data matches the repository, runs `vpp-sandbox serve` (free port, temporary database)
 with `vpp-sandbox test --profile quick` against it, and runs the examples/integrator-project
-tests with `-n 2` on the installed plugin (which starts a sandbox per worker). Prints the time of
-every step. Exit code 0 only if all of it passes.
+tests, with the README's quick-start test beside them, with `-n 2` on the installed plugin (which
+starts a sandbox per worker). Prints the time of every step. Exit code 0 only if all of it
+passes.
 
     .venv/bin/python .ci/wheel_check.py        # make wheel-check (part of make test)
 """
@@ -142,6 +143,18 @@ def copy_source(target: Path) -> Path:
     return target
 
 
+def readme_quick_start() -> str:
+    """The Python block the README tells a new user to save as `test_onboarding.py`."""
+    text = (ROOT / "README.md").read_text()
+    marker = "Save this as `test_onboarding.py`:"
+    if marker not in text:
+        raise Failed(f"README.md has no {marker!r}: keep this check and the README together")
+    block = text.split(marker, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    if "def test_" not in block:
+        raise Failed(f"the README's block after {marker!r} holds no test function")
+    return block
+
+
 def check_package_data(python: Path, work: Path) -> None:
     """Every spec and committed world of the repository is installed, byte for byte."""
     expected = {
@@ -224,8 +237,10 @@ def main() -> int:
             )  # fmt: skip
         example = work / "integrator-project"
         shutil.copytree(EXAMPLE, example)
-        run("example tests -n 2 on the installed plugin", [python, "-m", "pytest", "-n", "2",
-                                                           "-p", "no:cacheprovider"], example)
+        # The README's quick-start test runs beside the example's: the README cannot rot.
+        (example / "tests" / "test_readme_quick_start.py").write_text(readme_quick_start())
+        run("example and README tests -n 2 on the installed plugin",
+            [python, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider"], example)
     except Failed as failure:
         print(f"wheel-check FAILED: {failure}", file=sys.stderr)
         print(f"(kept for inspection: {work})", file=sys.stderr)

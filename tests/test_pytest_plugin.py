@@ -176,6 +176,7 @@ def test_against_a_running_shared_sandbox_every_account_is_deleted_afterwards(
             tmp_path / "keyless", "-x", env={"VPP_SANDBOX_URL": running.base_url}
         )
         assert code == 1 and "POST /_sandbox/accounts answered 401" in out, out
+        assert "give it with --vpp-admin-key" in out, out
 
 
 def test_against_an_open_sandbox_accounts_delete_themselves_and_args_reach_the_server(

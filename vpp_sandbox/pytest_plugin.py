@@ -56,10 +56,14 @@ _START_TIMEOUT = 60.0
 class SandboxCallError(Exception):
     """A helper's call to the sandbox was refused; the message has the sandbox's error."""
 
-    def __init__(self, method: str, path: str, response: requests.Response) -> None:
+    def __init__(
+        self, method: str, path: str, response: requests.Response, hint: str = ""
+    ) -> None:
         self.status_code = response.status_code
         self.body = response.text
-        super().__init__(f"{method} {path} answered {response.status_code}: {response.text}")
+        super().__init__(
+            f"{method} {path} answered {response.status_code}: {response.text}{hint}"
+        )
 
 
 class SandboxSession(requests.Session):
@@ -80,9 +84,9 @@ class SandboxSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def _checked(method: str, path: str, response: requests.Response) -> Any:
+def _checked(method: str, path: str, response: requests.Response, hint: str = "") -> Any:
     if not response.ok:
-        raise SandboxCallError(method, path, response)
+        raise SandboxCallError(method, path, response, hint)
     return response.json()
 
 
@@ -100,7 +104,13 @@ class SandboxServer:
         """A new account: `account_id`, `test_key`, `live_key` (`POST /_sandbox/accounts`)."""
         path = "/_sandbox/accounts"
         r = requests.post(self.base_url + path, headers=self._admin(), timeout=_TIMEOUT)
-        created: dict[str, str] = _checked("POST", path, r)
+        hint = ""
+        if r.status_code in (401, 403) and self.admin_key is None:
+            hint = (
+                "\nThis sandbox has an admin key: give it with --vpp-admin-key or "
+                "VPP_SANDBOX_ADMIN_KEY."
+            )
+        created: dict[str, str] = _checked("POST", path, r, hint)
         return created
 
     def delete_account(self, account_id: str, token: str | None = None) -> dict[str, Any]:
