@@ -139,9 +139,23 @@ def recorded(tmp_path: Path) -> list[dict[str, str]]:
 def test_the_plugin_starts_a_sandbox_per_worker_and_isolates_parallel_tests(
     tmp_path: Path,
 ) -> None:
+    # vpp_sandbox_args: a conftest gives the servers the plugin starts their own options.
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n"
+        "@pytest.fixture(scope='session')\n"
+        "def vpp_sandbox_args():\n"
+        "    return ['--max-accounts', '1']\n"
+    )
+    (tmp_path / "test_capped.py").write_text(
+        "import pytest\n"
+        "from vpp_sandbox.pytest_plugin import SandboxCallError\n\n"
+        "def test_one_account_at_a_time(vpp_sandbox, vpp_account):\n"
+        "    with pytest.raises(SandboxCallError, match='account_limit_reached'):\n"
+        "        vpp_sandbox.create_account()\n"
+    )
     code, out = run_inner(tmp_path, "-n", "2")
     assert code == 0, out
-    assert "8 passed" in out, out
+    assert "9 passed" in out, out
     accounts = recorded(tmp_path)
     assert len({a["account_id"] for a in accounts}) == len(accounts) == 8
 
@@ -179,7 +193,7 @@ def test_against_a_running_shared_sandbox_every_account_is_deleted_afterwards(
         assert "give it with --vpp-admin-key" in out, out
 
 
-def test_against_an_open_sandbox_accounts_delete_themselves_and_args_reach_the_server(
+def test_against_an_open_sandbox_accounts_delete_themselves(
     tmp_path: Path,
 ) -> None:
     with served("--db", str(tmp_path / "open.db")) as running:
@@ -198,24 +212,6 @@ def test_against_an_open_sandbox_accounts_delete_themselves_and_args_reach_the_s
                 timeout=5,
             )
             assert r.status_code == 401, r.text
-    # vpp_sandbox_args: a conftest gives the started server its own options.
-    suite = tmp_path / "capped"
-    suite.mkdir()
-    (suite / "conftest.py").write_text(
-        "import pytest\n\n"
-        "@pytest.fixture(scope='session')\n"
-        "def vpp_sandbox_args():\n"
-        "    return ['--max-accounts', '1']\n"
-    )
-    (suite / "test_capped.py").write_text(
-        "import pytest\n"
-        "from vpp_sandbox.pytest_plugin import SandboxCallError\n\n"
-        "def test_one_account_at_a_time(vpp_sandbox, vpp_account):\n"
-        "    with pytest.raises(SandboxCallError, match='account_limit_reached'):\n"
-        "        vpp_sandbox.create_account()\n"
-    )
-    code, out = run_inner(suite, "-k", "one_account or week")
-    assert code == 0 and "2 passed" in out, out
 
 
 def test_the_plugin_is_a_pytest11_entry_point_and_the_server_never_imports_pytest() -> None:
