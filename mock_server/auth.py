@@ -183,7 +183,6 @@ class Authenticator:
             )
         return self.verify(value.strip())
 
-
     def caller(self, request: Any) -> dict[str, Any]:
         """Security function of the adminKey scheme (the accounts endpoints): who is calling.
 
