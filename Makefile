@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck contract bench constraints clean
+.PHONY: install run test lint typecheck wheel-check dist contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,16 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/python -m pytest -n 2
+	$(MAKE) --no-print-directory wheel-check
+
+# The distribution as a new user gets it: sdist and wheel built, the wheel installed into a fresh
+# venv outside the clone, where serve + test --profile quick and the example project's tests run.
+wheel-check: $(STAMP)
+	$(BIN)/python .ci/wheel_check.py
+
+# The sdist and the wheel in dist/, for `pip install dist/vpp_sandbox-…whl` anywhere.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 # The contract suites against a running sandbox (`make run` in another terminal) or any URL.
 BASE_URL ?= http://127.0.0.1:8080

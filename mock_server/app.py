@@ -18,6 +18,7 @@ from starlette.types import Scope, Send
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import errors, speedups
+from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
@@ -62,7 +63,7 @@ async def caller_of(state: AppState, headers: Mapping[str, str]) -> tuple[bool, 
     swap `state.clock`), and never allowed to turn an error into a 500.
     """
     try:
-        claims = state.authenticator.claims_of(headers)
+        claims = await state.authenticator.claims_of(headers)
         if claims is None:
             return False, datetime.now(UTC)
         namespace = Namespace(str(claims["account_id"]), bool(claims["live_mode"]))
@@ -130,6 +131,12 @@ def create_app(
     """
     speedups.install()
     store = store if store is not None else open_store(settings.db)
+    accounts = Accounts(
+        settings.accounts,
+        store,
+        admin_key_set=settings.admin_key is not None,
+        limit=settings.max_accounts,
+    )
     state = AppState(
         settings=settings,
         store=store,
@@ -137,7 +144,8 @@ def create_app(
         catalog=catalog if catalog is not None else Catalog(store),
         # VPP_JWT_SECRET, else the data's own random secret (tokens survive restarts and work
         # on every process sharing the data), read from the store on first use.
-        authenticator=Authenticator(settings, secret=store.signing_secret),
+        authenticator=Authenticator(settings, accounts, secret=store.signing_secret),
+        accounts=accounts,
     )
     spec = openapi.load(openapi.CONTRACT)
     control_spec = openapi.load(openapi.CONTROL)

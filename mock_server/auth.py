@@ -15,13 +15,15 @@ from typing import Any
 import jwt
 from connexion.security import BasicSecurityHandler, BearerSecurityHandler
 
+from vpp_sandbox.mock_server.accounts import Accounts, Caller
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import format_time
 from vpp_sandbox.mock_server.settings import Account, Settings
 
-__all__ = ["ALGORITHM", "ISSUER", "LEEWAY", "Authenticator", "security_map"]
+__all__ = ["ADMIN_KEY_EXTENSION", "ALGORITHM", "ISSUER", "LEEWAY", "Authenticator", "security_map"]
 
 ISSUER = "FlatPeakAPI"
+ADMIN_KEY_EXTENSION = "x-sandbox-admin-key"
 ALGORITHM = "HS256"
 # Seconds a token's `iat` may be ahead of this server's clock (another process's clock).
 LEEWAY = 5
@@ -50,6 +52,8 @@ class Authenticator:
     def __init__(
         self,
         settings: Settings,
+        accounts: Accounts | None = None,
+        *,
         secret: bytes | Callable[[], Awaitable[bytes]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -64,10 +68,9 @@ class Authenticator:
         else:
             self._secret = secrets.token_bytes(32)
         self._ttl = settings.token_ttl
-        self._accounts = settings.accounts
-        # A token names a namespace that one of the configured keys opens: a live-mode token
-        # only for an account with a live key, a test-mode token only with a test key.
-        self._namespaces = frozenset((a.account_id, a.live_mode) for a in settings.accounts)
+        # Without a registry (a test of tokens alone): the configured accounts only.
+        self._accounts = accounts if accounts is not None else Accounts(settings.accounts)
+        self._admin_key = settings.admin_key
         self._clock = clock
         # Tokens already verified, with their claims: a client sends the same token on every
         # request, and HMAC plus claim checks cost more than the rest of a retrieve's own work.
@@ -81,14 +84,9 @@ class Authenticator:
 
     # -- login -----------------------------------------------------------------------------
 
-    def check_key(self, account_id: str, api_key: str) -> Account:
+    async def check_key(self, account_id: str, api_key: str) -> Account:
         """The account whose id and key match, or a 401 credentials_invalid."""
-        found = None
-        for account in self._accounts:
-            same_id = hmac.compare_digest(account.account_id.encode(), account_id.encode())
-            same_key = hmac.compare_digest(account.api_key.encode(), api_key.encode())
-            if same_id and same_key:
-                found = account
+        found = await self._accounts.find(account_id, api_key)
         if found is None:
             raise ApiError(
                 "credentials_invalid",
@@ -117,19 +115,27 @@ class Authenticator:
 
     # -- bearer ----------------------------------------------------------------------------
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """Token claims (`account_id`, `live_mode`, `sub`), or a 401 with the reason."""
+    async def verify(self, token: str) -> dict[str, Any]:
+        """Token claims (`account_id`, `live_mode`, `sub`), or a 401 with the reason.
+
+        The signature and claims of a token are checked once (then remembered); whether its
+        account and mode still open is asked every time (an account made on demand may have
+        been deleted, by another process too).
+        """
         known = self._verified.get(token)
-        if known is not None:
-            # Valid from nbf, expired at exp, on the clock the full check uses.
-            if known["nbf"] <= self._clock() < known["exp"]:
-                return dict(known)
-            del self._verified[token]  # expired now: the full check says so, with the time
-        claims = self._verify(token)
-        if len(self._verified) >= _VERIFIED_MAX:
-            self._verified.clear()
-        self._verified[token] = claims
-        return dict(claims)
+        if known is None or not known["nbf"] <= self._clock() < known["exp"]:
+            self._verified.pop(token, None)  # expired now: the full check says so
+            known = self._verify(token)
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[token] = known
+        if not await self._accounts.opens(known["account_id"], known["live_mode"]):
+            raise ApiError(
+                "token_invalid",
+                "The bearer token does not name an account and mode of this server (an account "
+                f"made on demand may have been deleted). {_LOGIN_HINT}",
+            )
+        return dict(known)
 
     def _verify(self, token: str) -> dict[str, Any]:
         """Every check, strictly: only tokens exactly as this server issues them pass.
@@ -181,28 +187,17 @@ class Authenticator:
             raise ApiError(
                 "token_expired", f"The bearer token expired at {expired_at}. {_LOGIN_HINT}"
             )
-        if (claims["account_id"], claims["live_mode"]) not in self._namespaces:
-            raise ApiError(
-                "token_invalid",
-                "The bearer token does not name an account and mode of this server. "
-                f"{_LOGIN_HINT}",
-            )
         return claims
 
-    def claims_of(self, headers: Mapping[str, str]) -> dict[str, Any] | None:
+    async def claims_of(self, headers: Mapping[str, str]) -> dict[str, Any] | None:
         """The claims of a request's valid bearer token, or None (for error bodies)."""
         kind, _, value = (headers.get("authorization") or "").partition(" ")
         if kind.lower() != "bearer" or not value.strip() or self._load is not None:
             return None
         try:
-            return self.verify(value.strip())
+            return await self.verify(value.strip())
         except ApiError:
             return None
-
-    def live_mode_of(self, headers: Mapping[str, str]) -> bool:
-        """The mode of a request's valid bearer token; False without one (for error bodies)."""
-        claims = self.claims_of(headers)
-        return bool(claims and claims["live_mode"])
 
     # -- connexion hooks ---------------------------------------------------------------------
 
@@ -235,7 +230,7 @@ class Authenticator:
                 "credentials_invalid",
                 "The Basic credentials must be ACCOUNT_ID:API_KEY, separated by a colon.",
             )
-        account = self.check_key(account_id, api_key)
+        account = await self.check_key(account_id, api_key)
         return {"sub": account.account_id, "account": account}
 
     async def bearer(self, request: Any) -> dict[str, Any]:
@@ -252,7 +247,45 @@ class Authenticator:
                 "token_invalid",
                 f"The Authorization header must be 'Bearer <token>'. {_LOGIN_HINT}",
             )
-        return self.verify(value.strip())
+        return await self.verify(value.strip())
+
+    async def caller(self, request: Any) -> dict[str, Any]:
+        """Security function of the adminKey scheme (the accounts endpoints): who is calling.
+
+        The admin key; an account's bearer token; or, on a sandbox without an admin key,
+        anyone who sends no credentials. Credentials that are sent are checked.
+        """
+        await self.ready()
+        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
+        value = value.strip()
+        if not kind:
+            if self._admin_key is None:
+                return {"sub": None, "caller": Caller()}
+            raise ApiError(
+                "authentication_required",
+                "This sandbox is shared: send its admin key as Authorization: Bearer <admin key> "
+                "(to delete an account, that account's own bearer token works too).",
+            )
+        if kind.lower() != "bearer" or not value:
+            raise ApiError(
+                "token_invalid",
+                "The Authorization header must be 'Bearer <admin key>' or 'Bearer <token>' (a "
+                f"token from GET /login). {_LOGIN_HINT}",
+            )
+        admin_key = self._admin_key
+        if admin_key is not None and hmac.compare_digest(value.encode(), admin_key.encode()):
+            return {"sub": "admin", "caller": Caller(admin=True)}
+        if value.count(".") != 2:  # not a JWT: it was meant as the admin key
+            raise ApiError(
+                "admin_key_invalid",
+                "The bearer value is not this sandbox's admin key. Check the key (set with "
+                "--admin-key or VPP_ADMIN_KEY)."
+                if admin_key is not None
+                else "This sandbox has no admin key: leave the Authorization header out to "
+                "create an account, or send an account's bearer token.",
+            )
+        claims = await self.verify(value)
+        return {"sub": claims["sub"], "caller": Caller(account_id=claims["account_id"])}
 
 
 def _invalid(why: str) -> ApiError:
@@ -268,6 +301,9 @@ def security_map(authenticator: Authenticator) -> dict[str, type]:
 
     class Bearer(BearerSecurityHandler):  # type: ignore[misc]
         def get_fn(self, security_scheme: Any, required_scopes: Any) -> Any:
+            # The control spec marks its admin-key scheme; every other bearer scheme is a JWT.
+            if security_scheme.get(ADMIN_KEY_EXTENSION):
+                return authenticator.caller
             return authenticator.bearer
 
     return {"basic": Basic, "bearer": Bearer}

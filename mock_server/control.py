@@ -1,4 +1,5 @@
-"""The sandbox control API (`openapi/sandbox-control.yaml`): clock, autopilot, reset, worlds.
+"""The sandbox control API (`openapi/sandbox-control.yaml`): clock, autopilot, reset, worlds,
+accounts on demand.
 
 Thin adapters like `handlers.py`; every call touches only the token's namespace.
 """
@@ -9,6 +10,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from vpp_sandbox.mock_server.accounts import Caller
 from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxClock
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.handlers import AppState, Result
@@ -134,3 +136,36 @@ class Control:
             "clock": await self._clock_json(ns),
         }
         return answer, 200
+
+    async def create_sandbox_account(self, token_info: dict[str, Any]) -> Result:
+        made = await self.state.accounts.create(_caller(token_info), self.state.clock.real())
+        answer = {
+            "object": "sandbox_account",
+            "account_id": made.account_id,
+            "test_key": made.test_key,
+            "live_key": made.live_key,
+            "time_created": made.time_created,
+        }
+        return answer, 201
+
+    async def delete_sandbox_account(self, account_id: str, token_info: dict[str, Any]) -> Result:
+        deleted = await self.state.accounts.delete(_caller(token_info), account_id)
+        answer = {
+            "object": "sandbox_account",
+            "account_id": account_id,
+            "deleted": True,
+            "deleted_participations": {
+                "test": deleted.test_participations,
+                "live": deleted.live_participations,
+            },
+            "deleted_clocks": deleted.clocks,
+        }
+        return answer, 200
+
+
+def _caller(token_info: dict[str, Any]) -> Caller:
+    """The caller from the adminKey scheme, or an account from the bearerAuth scheme."""
+    caller = token_info.get("caller")
+    if isinstance(caller, Caller):
+        return caller
+    return Caller(account_id=str(token_info["account_id"]))

@@ -13,6 +13,7 @@ from connexion.exceptions import ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from vpp_sandbox.mock_server.accounts import AccountError
 from vpp_sandbox.mock_server.lifecycle import LifecycleError, format_time
 from vpp_sandbox.mock_server.store import StoreError
 
@@ -38,6 +39,10 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "token_invalid": (401, "invalid_request"),
     "token_expired": (401, "invalid_request"),
     "credentials_invalid": (401, "invalid_request"),
+    "admin_key_invalid": (401, "invalid_request"),
+    "admin_key_required": (403, "invalid_request"),
+    "account_forbidden": (403, "invalid_request"),
+    "account_not_found": (404, "invalid_request"),
     "participation_not_found": (404, "invalid_request"),
     "route_not_found": (404, "invalid_request"),
     "method_not_allowed": (405, "invalid_request"),
@@ -46,6 +51,8 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "participation_exists": (409, "invalid_request"),
     "autopilot_unavailable": (409, "invalid_request"),
     "timeline_full": (409, "invalid_request"),
+    "account_not_deletable": (409, "invalid_request"),
+    "account_limit_reached": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),
     "unsupported_media_type": (415, "invalid_request"),
     "rate_limited": (429, "rate_limit"),
@@ -66,6 +73,8 @@ CONTEXTS: Mapping[str, str] = {
     "updateSandboxClock": "sandbox.clock_update",
     "resetSandbox": "sandbox.reset",
     "loadSandboxWorld": "sandbox.world_load",
+    "createSandboxAccount": "sandbox.account_create",
+    "deleteSandboxAccount": "sandbox.account_delete",
 }
 
 log = logging.getLogger("mock_server")
@@ -239,7 +248,7 @@ def install(
         return await render(request, exc.code, exc.message, exc.headers)
 
     async def on_domain_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-        # LifecycleError and StoreError carry a catalogue code and a message.
+        # LifecycleError, StoreError and AccountError carry a catalogue code and a message.
         code = getattr(exc, "code", "internal_error")
         if code not in CATALOGUE:
             code = "internal_error"
@@ -326,6 +335,7 @@ def install(
         (ApiError, on_api_error),
         (LifecycleError, on_domain_error),
         (StoreError, on_domain_error),
+        (AccountError, on_domain_error),
         (ProblemException, on_problem),
         (HTTPException, on_http),
         (UnicodeDecodeError, on_decode),

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from vpp_sandbox.mock_server import autopilot
+from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
@@ -39,6 +40,7 @@ class AppState:
     clock: Clock
     catalog: Catalog
     authenticator: Authenticator
+    accounts: Accounts
     new_id: Callable[[], str] = field(default=new_participation_id)
 
 

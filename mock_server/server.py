@@ -41,6 +41,12 @@ def banner(settings: Settings, where: str | None = None) -> str:
     for account in settings.accounts:
         mode = "live" if account.live_mode else "test"
         lines.append(f"    {account.account_id}  {mode} key  {account.api_key}")
+    who = (
+        "needs the admin key (--admin-key)"
+        if settings.admin_key is not None
+        else "open to anyone: no credentials"
+    )
+    lines.append(f"  On demand:   POST {base}/_sandbox/accounts makes a throwaway account ({who})")
     first = settings.accounts[0]
     lines.append(f"  Try:         curl -u {first.account_id}:{first.api_key} {base}/login")
     return "\n".join(lines)

@@ -114,6 +114,10 @@ class Settings:
     idle_timeout: float = 10.0  # a new connection that sends no request is closed
     keep_alive_timeout: float = 5.0  # an idle connection between requests is closed
     max_connections: int = 1000  # open connections; more are answered 503 and closed
+    # Accounts on demand (POST /_sandbox/accounts): without an admin key anyone may create one
+    # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
+    admin_key: str | None = None
+    max_accounts: int = 1000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -154,6 +158,10 @@ class Settings:
             values["log_level"] = env["VPP_LOG_LEVEL"]
         if env.get("VPP_WORKERS"):
             values["workers"] = int(env["VPP_WORKERS"])
+        if env.get("VPP_ADMIN_KEY"):
+            values["admin_key"] = env["VPP_ADMIN_KEY"]
+        if env.get("VPP_MAX_ACCOUNTS"):
+            values["max_accounts"] = int(env["VPP_MAX_ACCOUNTS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import anyio
 import orjson
 
+from vpp_sandbox.mock_server.accounts import AccountDeletion, AccountRecord
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
 
@@ -155,6 +156,14 @@ TABLES = (
     """CREATE TABLE IF NOT EXISTS sandbox_meta (
         key           TEXT PRIMARY KEY,
         value         TEXT NOT NULL
+    )""",
+    # Accounts made on demand. Keys are kept as SHA-256 digests only: mock_server/accounts.py
+    # makes them and checks them.
+    """CREATE TABLE IF NOT EXISTS sandbox_accounts (
+        account_id      TEXT PRIMARY KEY,
+        test_key_sha256 TEXT NOT NULL,
+        live_key_sha256 TEXT NOT NULL,
+        time_created    TEXT NOT NULL
     )""",
 )
 INDEXES = (
@@ -627,3 +636,60 @@ class Store:
             row = await tx.fetchone("SELECT value FROM sandbox_meta WHERE key=?", (key,))
         assert row is not None
         return str(row[0])
+
+    # -- accounts made on demand -----------------------------------------------------------------
+    # The persistence of POST/DELETE /_sandbox/accounts. Key generation, key checks and
+    # permissions are mock_server/accounts.py's.
+
+    async def create_account(self, record: AccountRecord, *, limit: int) -> bool:
+        """Keep a new account, unless `limit` accounts are kept already (False then).
+
+        The count and the insert are one transaction under one lock, so concurrent creates
+        (other processes too) never pass the cap.
+        """
+        async with self._tx(lock="accounts") as tx:
+            kept = await tx.fetchone("SELECT COUNT(*) FROM sandbox_accounts")
+            if kept is not None and int(kept[0]) >= limit:
+                return False
+            await tx.execute(
+                "INSERT INTO sandbox_accounts "
+                "(account_id, test_key_sha256, live_key_sha256, time_created) VALUES (?, ?, ?, ?)",
+                (
+                    record.account_id,
+                    record.test_key_sha256,
+                    record.live_key_sha256,
+                    record.time_created,
+                ),
+            )
+        return True
+
+    async def delete_account(self, account_id: str) -> AccountDeletion | None:
+        """Forget the account and everything in it: participations of both modes and clocks.
+
+        The account goes first, in its own transaction, so its keys and tokens stop working at
+        once; its participations follow in batches. None when no such account is kept.
+        """
+        async with self._tx() as tx:
+            gone = await tx.execute(
+                "DELETE FROM sandbox_accounts WHERE account_id=?", (account_id,)
+            )
+        if gone == 0:
+            return None
+        test = await self.delete_namespace(Namespace(account_id, False))
+        live = await self.delete_namespace(Namespace(account_id, True))
+        async with self._tx() as tx:
+            clocks = await tx.execute(
+                "DELETE FROM sandbox_clocks WHERE account_id=?", (account_id,)
+            )
+            await tx.execute("DELETE FROM sandbox_rate_buckets WHERE account_id=?", (account_id,))
+        return AccountDeletion(test, live, clocks)
+
+    async def find_account_keys(self, account_id: str) -> AccountRecord | None:
+        """The kept account (its key digests), or None."""
+        async with self._read() as tx:
+            row = await tx.fetchone(
+                "SELECT account_id, test_key_sha256, live_key_sha256, time_created "
+                "FROM sandbox_accounts WHERE account_id=?",
+                (account_id,),
+            )
+        return None if row is None else AccountRecord(*row)

@@ -116,3 +116,19 @@ def test_only_settings_reads_the_environment() -> None:
                 continue
             text = path.read_text()
             assert "os.environ" not in text and "getenv" not in text, f"{path} reads the env"
+
+
+def test_the_pytest_plugin_keeps_the_web_stack_out_of_the_tests_process() -> None:
+    """An integrator's pytest imports the plugin: no server framework, only the pure scenarios."""
+    imported = _imports(ROOT / "vpp_sandbox" / "pytest_plugin.py")
+    ours = {n for n in imported if n.split(".")[0] in OURS}
+    assert ours <= {"mock_server.scenarios"}, ours
+    assert not _top(imported) & {"connexion", "starlette", "uvicorn", "schemathesis"}
+
+
+def test_the_example_project_uses_only_the_plugin_and_the_http_api() -> None:
+    paths = sorted((ROOT / "examples").rglob("*.py"))
+    assert paths
+    for path in paths:
+        imported = _top(_raw_imports(path))
+        assert not imported & {"vpp_sandbox", *OURS}, f"{path} imports the toolkit"

@@ -11,6 +11,7 @@ from sandbox_client import make_sandbox
 from spec_tools import operations, resolve_refs
 
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.auth import ADMIN_KEY_EXTENSION
 from vpp_sandbox.mock_server.errors import CATALOGUE, CONTEXTS
 
 
@@ -33,10 +34,18 @@ def test_the_control_spec_is_valid_openapi_3_0_3(spec: dict[str, Any]) -> None:
 def test_every_operation_is_named_authenticated_and_has_an_error_context(
     spec: dict[str, Any],
 ) -> None:
+    assert spec["security"] == [{"bearerAuth": []}]
     for path, method, op in operations(spec):
         assert op["operationId"] in CONTEXTS, f"{method} {path}"
         assert "401" in op["responses"]
-        assert spec["security"] == [{"bearerAuth": []}] and "security" not in op
+        if path.startswith("/accounts"):
+            # Accounts on demand: the admin key (or, to delete, the account's own token).
+            assert {"adminKey": []} in op["security"], f"{method} {path}"
+            assert {"403", "409"} <= set(op["responses"]), f"{method} {path}"
+        else:
+            assert "security" not in op, f"{method} {path}"
+    admin = spec["components"]["securitySchemes"]["adminKey"]
+    assert admin["scheme"] == "bearer" and admin[ADMIN_KEY_EXTENSION] is True
 
 
 def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[str, Any]) -> None:
@@ -45,7 +54,17 @@ def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[
     theirs = contract["components"]["schemas"]["Error"]
     assert ours["required"] == theirs["required"]
     assert set(ours["properties"]) == set(theirs["properties"])
-    for code in ("clock_cannot_go_back", "autopilot_unavailable"):
+    codes = (
+        "clock_cannot_go_back",
+        "autopilot_unavailable",
+        "admin_key_invalid",
+        "admin_key_required",
+        "account_forbidden",
+        "account_not_found",
+        "account_not_deletable",
+        "account_limit_reached",
+    )
+    for code in codes:
         assert code in CATALOGUE and code in ours["properties"]["code"]["description"]
 
 
@@ -62,7 +81,11 @@ def test_every_example_validates(spec: dict[str, Any]) -> None:
                 for example in examples:
                     OAS30Validator(schema).validate(example)
                     checked += 1
-    assert checked >= 8
+    for schema in spec["components"]["schemas"].values():
+        if "example" in schema and "properties" in schema:  # whole objects, not one field
+            OAS30Validator(resolve_refs(spec, schema)).validate(schema["example"])
+            checked += 1
+    assert checked >= 14
 
 
 def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
@@ -72,7 +95,9 @@ def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
     served = client.get("/openapi.json").json()
     assert not [p for p in served["paths"] if "sandbox" in p]
     control = client.get("/_sandbox/openapi.json").json()
-    assert set(control["paths"]) == {"/clock", "/reset", "/world"}
+    assert set(control["paths"]) == {
+        "/clock", "/reset", "/world", "/accounts", "/accounts/{account_id}"
+    }
     assert client.get("/_sandbox/ui/").status_code == 200
 
 

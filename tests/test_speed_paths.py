@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from stores import sync
 
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.errors import ApiError
@@ -15,19 +16,19 @@ from vpp_sandbox.mock_server.validation import compiled
 def test_a_cached_token_still_expires() -> None:
     auth = Authenticator(Settings(token_ttl=1))
     token = auth.issue(DEFAULT_ACCOUNT[0])["bearer_token"]
-    first = auth.verify(token)
-    assert auth.verify(token) == first  # from the cache
+    first = sync(auth.verify(token))
+    assert sync(auth.verify(token)) == first  # from the cache
     time.sleep(1.05)
     with pytest.raises(ApiError) as caught:
-        auth.verify(token)
+        sync(auth.verify(token))
     assert caught.value.code == "token_expired"
 
 
 def test_a_cached_token_cannot_be_changed_by_its_caller() -> None:
     auth = Authenticator(Settings())
     token = auth.issue(DEFAULT_ACCOUNT[0])["bearer_token"]
-    auth.verify(token)["account_id"] = "acc_someone_else"
-    assert auth.verify(token)["account_id"] == DEFAULT_ACCOUNT[0].account_id
+    sync(auth.verify(token))["account_id"] = "acc_someone_else"
+    assert sync(auth.verify(token))["account_id"] == DEFAULT_ACCOUNT[0].account_id
 
 
 SCHEMA = {

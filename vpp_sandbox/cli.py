@@ -71,6 +71,14 @@ _LIMIT_FLAGS = {
         "answer 503 server_busy and close connections beyond this many (default 1000)",
     ),
 }
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PER_SECOND",
         help="answer 429 rate_limited (with Retry-After) past this many requests a second per "
         "account and mode (default: no limit, env VPP_RATE_LIMIT)",
+    )
+    serve.add_argument(
+        "--admin-key",
+        metavar="KEY",
+        help="a shared sandbox: creating and deleting accounts on demand (POST/DELETE "
+        "/_sandbox/accounts) needs Authorization: Bearer KEY (default: anyone may create; "
+        "env VPP_ADMIN_KEY, which keeps the key out of the process list)",
+    )
+    serve.add_argument(
+        "--max-accounts",
+        type=_positive,
+        metavar="N",
+        help="at most N accounts made on demand (default 1000, env VPP_MAX_ACCOUNTS)",
     )
     serve.add_argument(
         "--no-autopilot",
@@ -181,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_limit=args.rate_limit,
                 http=args.http,
                 workers=args.workers,
+                admin_key=args.admin_key or None,
+                max_accounts=args.max_accounts,
                 **{name: getattr(args, name) for name in _LIMIT_FLAGS},
             )
         except ValueError as exc:  # a bad VPP_* variable

@@ -1,0 +1,234 @@
+"""The pytest plugin as an integrator's suite uses it: pytest runs of their own, in parallel too."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import requests
+from serve_process import ROOT, served
+
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
+
+pytestmark = pytest.mark.slow
+
+ADMIN = "plugin-tests-admin-key-0123456789"
+
+# An integrator's tests: only the plugin's fixtures and the public HTTP API.
+INNER_TESTS = '''
+import json, os, re, secrets
+from datetime import timedelta
+
+import pytest
+
+from vpp_sandbox.pytest_plugin import SandboxCallError
+
+
+def record(vpp_account):
+    with open(os.environ["RECORD"], "a") as out:
+        out.write(json.dumps({"account_id": vpp_account.account_id,
+                              "test_key": vpp_account.test_key,
+                              "live_key": vpp_account.live_key}) + "\\n")
+
+
+def enrol(client, device_id=None):
+    body = {"device_id": device_id or "dev_" + secrets.token_hex(12),
+            "provider_id": "prv_" + "1" * 24, "programme_id": "vpr_" + "2" * 24}
+    r = client.post("/vpp-participations", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_credentials_and_a_logged_in_test_mode_client(vpp_account):
+    record(vpp_account)
+    assert re.fullmatch(r"acc_[0-9a-f]{24}", vpp_account.account_id)
+    assert vpp_account.test_key.startswith("sk_test_")
+    assert vpp_account.live_key.startswith("sk_live_")
+    assert vpp_account.api_key == vpp_account.test_key and not vpp_account.live_mode
+    clock = vpp_account.client.get("/_sandbox/clock").json()
+    assert clock["account_id"] == vpp_account.account_id and clock["live_mode"] is False
+    live = vpp_account.session(live=True)
+    assert live.get("/_sandbox/clock").json()["live_mode"] is True
+    assert vpp_account.login(live=True) != vpp_account.login()
+
+
+def test_a_week_takes_a_new_enrolment_to_active(vpp_account):
+    record(vpp_account)
+    created = enrol(vpp_account.client)
+    assert created["current_state"] == "ENROLMENT_REQUESTED"
+    vpp_account.advance("P7D")
+    got = vpp_account.client.get(f"/vpp-participations/{created['id']}").json()
+    assert got["current_state"] == "ACTIVE" and got["control_active"] is True
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_each_test_sees_only_its_own_data(vpp_account, n):
+    record(vpp_account)
+    assert vpp_account.client.get("/vpp-participations").json()["data"] == []
+    mine = enrol(vpp_account.client)
+    assert [p["id"] for p in vpp_account.client.get("/vpp-participations").json()["data"]] == [
+        mine["id"]]
+
+
+@pytest.mark.parametrize("vpp_live_mode", [True])
+def test_the_client_can_use_the_live_mode(vpp_account):
+    record(vpp_account)
+    assert vpp_account.api_key == vpp_account.live_key
+    assert enrol(vpp_account.client)["live_mode"] is True
+    assert vpp_account.advance(60)["live_mode"] is True
+
+
+def test_clock_autopilot_world_and_scenario_helpers(vpp_account):
+    record(vpp_account)
+    assert vpp_account.freeze()["frozen"] is True
+    before = vpp_account.clock()["now"]
+    assert vpp_account.advance(timedelta(days=1))["now"] > before
+    assert vpp_account.unfreeze()["frozen"] is False
+    assert vpp_account.set_autopilot(False)["autopilot"] is False
+    idle = enrol(vpp_account.client)
+    vpp_account.advance("P7D")
+    assert vpp_account.client.get(f"/vpp-participations/{idle['id']}").json()[
+        "current_state"] == "ENROLMENT_REQUESTED"
+    assert vpp_account.set_autopilot(True)["autopilot"] is True
+    loaded = vpp_account.load_world("demo", seed=0)
+    assert loaded["loaded"] > 10 and loaded["deleted"] == 1
+    failing = vpp_account.enrol_scenario("telemetry_never_arrives")
+    assert failing["device_id"] == "dev_5ce0a7100000000000000003"
+    vpp_account.advance("P4D")
+    assert vpp_account.client.get(f"/vpp-participations/{failing['id']}").json()[
+        "current_state"] == "FAILED"
+    with pytest.raises(ValueError, match="unknown scenario"):
+        vpp_account.enrol_scenario("lucky")
+    with pytest.raises(SandboxCallError) as refused:
+        vpp_account.advance("a week")
+    assert refused.value.status_code == 400 and "invalid_request_body" in str(refused.value)
+'''
+
+
+def run_inner(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """pytest on INNER_TESTS in a folder of its own, as an integrator's project would."""
+    (tmp_path / "test_integrator.py").write_text(INNER_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n")
+    record = tmp_path / "accounts.jsonl"
+    environ = {
+        k: v for k, v in os.environ.items() if not k.startswith(("VPP_", "PYTEST_"))
+    }
+    environ.update({"RECORD": str(record), **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def recorded(tmp_path: Path) -> list[dict[str, str]]:
+    lines = (tmp_path / "accounts.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_the_plugin_starts_a_sandbox_per_worker_and_isolates_parallel_tests(
+    tmp_path: Path,
+) -> None:
+    # vpp_sandbox_args: a conftest gives the servers the plugin starts their own options.
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n"
+        "@pytest.fixture(scope='session')\n"
+        "def vpp_sandbox_args():\n"
+        "    return ['--max-accounts', '1']\n"
+    )
+    (tmp_path / "test_capped.py").write_text(
+        "import pytest\n"
+        "from vpp_sandbox.pytest_plugin import SandboxCallError\n\n"
+        "def test_one_account_at_a_time(vpp_sandbox, vpp_account):\n"
+        "    with pytest.raises(SandboxCallError, match='account_limit_reached'):\n"
+        "        vpp_sandbox.create_account()\n"
+    )
+    code, out = run_inner(tmp_path, "-n", "2")
+    assert code == 0, out
+    assert "9 passed" in out, out
+    accounts = recorded(tmp_path)
+    assert len({a["account_id"] for a in accounts}) == len(accounts) == 8
+
+
+def test_against_a_running_shared_sandbox_every_account_is_deleted_afterwards(
+    tmp_path: Path,
+) -> None:
+    with served("--db", str(tmp_path / "shared.db"), "--admin-key", ADMIN) as running:
+        (tmp_path / "suite").mkdir()
+        code, out = run_inner(
+            tmp_path / "suite",
+            "--vpp-base-url",
+            running.base_url,
+            "--vpp-admin-key",
+            ADMIN,
+        )
+        assert code == 0 and "8 passed" in out, out
+        accounts = recorded(tmp_path / "suite")
+        assert len(accounts) == 8
+        for account in accounts:
+            for key in (account["test_key"], account["live_key"]):
+                r = requests.get(
+                    running.base_url + "/login", auth=(account["account_id"], key), timeout=5
+                )
+                assert r.status_code == 401, r.text
+        default = DEFAULT_ACCOUNT[0]
+        r = requests.get(running.base_url + "/login", auth=(default.account_id, default.api_key))
+        assert r.status_code == 200
+        # Without the admin key the plugin says what the shared sandbox answered.
+        (tmp_path / "keyless").mkdir()
+        code, out = run_inner(
+            tmp_path / "keyless", "-x", env={"VPP_SANDBOX_URL": running.base_url}
+        )
+        assert code == 1 and "POST /_sandbox/accounts answered 401" in out, out
+        assert "give it with --vpp-admin-key" in out, out
+
+
+def test_against_an_open_sandbox_accounts_delete_themselves(
+    tmp_path: Path,
+) -> None:
+    with served("--db", str(tmp_path / "open.db")) as running:
+        (tmp_path / "suite").mkdir()
+        code, out = run_inner(
+            tmp_path / "suite",
+            "-k",
+            "week or live_mode",
+            env={"VPP_SANDBOX_URL": running.base_url + "/"},
+        )
+        assert code == 0 and "2 passed" in out, out
+        for account in recorded(tmp_path / "suite"):
+            r = requests.get(
+                running.base_url + "/login",
+                auth=(account["account_id"], account["test_key"]),
+                timeout=5,
+            )
+            assert r.status_code == 401, r.text
+
+
+def test_the_plugin_is_a_pytest11_entry_point_and_the_server_never_imports_pytest() -> None:
+    found = {e.name: e.value for e in entry_points(group="pytest11")}
+    assert found.get("vpp_sandbox") == "vpp_sandbox.pytest_plugin"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.lower().startswith("pytest")]
+    probe = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from vpp_sandbox.cli import main\n"
+        "from vpp_sandbox.mock_server.app import create_app\n"
+        "from vpp_sandbox.mock_server.settings import Settings\n"
+        "import vpp_sandbox.contract_tests.runner\n"
+        "create_app(Settings(db=':memory:'))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
