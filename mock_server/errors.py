@@ -60,6 +60,7 @@ CONTEXTS: Mapping[str, str] = {
     "updateSandboxClock": "sandbox.clock_update",
     "resetSandbox": "sandbox.reset",
     "loadSandboxWorld": "sandbox.world_load",
+    "listSandboxRequests": "sandbox.requests_list",
 }
 
 log = logging.getLogger("mock_server")

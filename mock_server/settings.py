@@ -55,6 +55,11 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     rate_limit: float | None = None
     log_level: str = "warning"
+    # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
+    # many namespaces (least recently heard from dropped first), one access-log line a request.
+    journal_size: int = 100
+    journal_namespaces: int = 256
+    access_log: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +92,12 @@ class Settings:
             values["max_body_bytes"] = int(env["VPP_MAX_BODY_BYTES"])
         if env.get("VPP_RATE_LIMIT"):
             values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
+        if "VPP_JOURNAL_SIZE" in env:
+            values["journal_size"] = int(env["VPP_JOURNAL_SIZE"])
+        if env.get("VPP_ACCESS_LOG", "").strip():
+            values["access_log"] = env["VPP_ACCESS_LOG"].strip().lower() not in (
+                "0", "false", "no", "off"
+            )
         if env.get("VPP_LOG_LEVEL"):
             values["log_level"] = env["VPP_LOG_LEVEL"]
         values.update({k: v for k, v in overrides.items() if v is not None})

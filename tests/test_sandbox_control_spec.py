@@ -72,7 +72,7 @@ def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
     served = client.get("/openapi.json").json()
     assert not [p for p in served["paths"] if "sandbox" in p]
     control = client.get("/_sandbox/openapi.json").json()
-    assert set(control["paths"]) == {"/clock", "/reset", "/world"}
+    assert set(control["paths"]) == {"/clock", "/reset", "/world", "/requests"}
     assert client.get("/_sandbox/ui/").status_code == 200
 
 

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="participations move only through the API (env VPP_AUTOPILOT=0)",
     )
+    serve.add_argument(
+        "--access-log",
+        action="store_const",
+        const=True,
+        help="print one line per request: time, namespace, request, status, latency, request id "
+        "and the error answered (env VPP_ACCESS_LOG=1); GET /_sandbox/requests shows the same",
+    )
 
     test = sub.add_parser("test", help="run the contract suites against an implementation")
     test.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8080")
@@ -101,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=args.size,
             autopilot=args.autopilot,
             rate_limit=args.rate_limit,
+            access_log=args.access_log,
         )
         return serve(settings)
     if args.command == "test":
