@@ -1,4 +1,4 @@
-"""`vpp-sandbox serve | test | fixtures`: argument parsing and dispatch, nothing else."""
+"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, nothing else."""
 
 from __future__ import annotations
 
@@ -84,6 +84,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", choices=("quick", "default", "thorough"), default="default"
     )
 
+    proxy = sub.add_parser(
+        "proxy",
+        help="forward to an implementation and check every exchange against the contract",
+    )
+    proxy.add_argument(
+        "--upstream", required=True, help="the implementation, e.g. https://staging.example.com"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    proxy.add_argument("--port", type=int, default=8090, help="port (8090)")
+    proxy.add_argument(
+        "--mode",
+        choices=("warn", "fail"),
+        default="warn",
+        help="warn: pass violating answers through and log them; fail: answer them with a "
+        "502 contract_violation",
+    )
+    proxy.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per violation")
+    proxy.add_argument("--junit-xml", metavar="FILE", help="JUnit report at exit, a case a rule")
+    proxy.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the upstream (30)"
+    )
+    proxy.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="larger request bodies are a 413, never forwarded (1 MiB)",
+    )
+    proxy.add_argument(
+        "--max-participations",
+        type=int,
+        default=5000,
+        help="participations the proxy remembers for the cross-request rules (5000)",
+    )
+
     fixtures = sub.add_parser("fixtures", help="generate a seeded world as JSON")
     fixtures.add_argument("--world", required=True, help="demo, edge-cases or load")
     fixtures.add_argument("--seed", type=int, default=0)
@@ -115,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vpp_sandbox.contract_tests.runner import run
 
         return run(args)
+    if args.command == "proxy":
+        from vpp_sandbox.contract_tests.proxy import run as run_proxy
+
+        return run_proxy(args)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
