@@ -290,14 +290,22 @@ class ContractProxy:
                 live,
             ))
             return
-        violations = self._check(scope, headers, body, status, answer_headers, raw, url)
+        try:
+            violations = self._check(scope, headers, body, status, answer_headers, raw, url)
+        except Exception as exc:  # a bug in a check must not cost the client its answer
+            self.tally.check_errors += 1
+            print(f"vpp-sandbox proxy: could not check {scope['method']} {scope['path']}: "
+                  f"{type(exc).__name__}: {exc}", file=self.out, flush=True)
+            violations = []
         if violations and self.options.mode == "fail":
             await self._withhold(send, status, violations, live)
             return
-        out = [
-            (k, v) for k, v in answer_headers if k.decode("latin-1").lower() not in _NOT_FORWARDED
-        ]
-        out.append((b"content-length", str(len(raw)).encode()))
+        out = [(k, v) for k, v in answer_headers if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        # The body is the upstream's, byte for byte: its Content-Length holds. A chunked answer
+        # has none; it gets one (a HEAD's, a 204's and a 304's stay as they were).
+        has_length = any(k.lower() == b"content-length" for k, _ in out)
+        if not has_length and scope["method"] != "HEAD" and status not in (204, 304):
+            out.append((b"content-length", str(len(raw)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": raw, "more_body": False})
 

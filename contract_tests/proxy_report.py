@@ -165,6 +165,7 @@ class Tally:
     exchanges: int = 0
     checked: int = 0
     upstream_errors: Counter[str] = field(default_factory=Counter)
+    check_errors: int = 0  # exchanges a check could not judge (a bug: reported, passed on)
     applied: Counter[str] = field(default_factory=Counter)
     broken: Counter[str] = field(default_factory=Counter)
     by_check: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -193,6 +194,8 @@ class Tally:
         ]
         for kind, count in sorted(self.upstream_errors.items()):
             lines.append(f"  upstream {kind}: {count}")
+        if self.check_errors:
+            lines.append(f"  exchanges the checks could not judge: {self.check_errors}")
         lines.append(f"  {'rule':<8}{'applied':>9}{'violations':>12}  checks")
         for rule in RULES:
             checks = ", ".join(
