@@ -201,9 +201,25 @@ class ContractProxy:
         lock = self._lock(identity)
         if lock is None:
             await self._exchange(scope, send, headers, body, identity)
-        else:
-            async with lock:
-                await self._exchange(scope, send, headers, body, identity)
+            return
+        try:
+            # Waiting behind the namespace's earlier requests is bounded like the upstream.
+            async with asyncio.timeout(self.options.timeout):
+                await lock.acquire()
+        except TimeoutError:
+            self.tally.upstream_errors["timeout"] += 1
+            await _answer(send, 504, error_body(
+                "upstream_timeout",
+                f"Earlier requests of this account and mode still wait for {self.base} after "
+                f"{self.options.timeout:g} s (vpp-sandbox proxy forwards them one at a time); "
+                "retry the request.",
+                live,
+            ))
+            return
+        try:
+            await self._exchange(scope, send, headers, body, identity)
+        finally:
+            lock.release()
 
     def _lock(self, identity: Identity | None) -> asyncio.Lock | None:
         if identity is None:

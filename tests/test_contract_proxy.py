@@ -259,6 +259,24 @@ def test_a_length_is_added_only_where_missing_and_a_broken_check_costs_no_answer
     assert "could not check GET /login: KeyError" in proxy.out.getvalue()  # type: ignore[attr-defined]
 
 
+def test_an_upstream_with_a_base_path_gets_it_before_every_path() -> None:
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = json.dumps({"path": scope["path"], "query": scope["query_string"].decode()})
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    proxy = ContractProxy(ProxyOptions("http://upstream/v1/"),
+                          transport=httpx.ASGITransport(app=echo), out=io.StringIO())
+    answer = asyncio.run(call(proxy, "GET", VPP, query=b"limit=2&x=%20y"))
+    assert answer.json() == {"path": "/v1" + VPP, "query": "limit=2&x=%20y"}
+    # The checks judge the operation the client asked for: a text 404 breaks §7 (not an error
+    # object), rule 14 (no token, not a 401) and the spec (text/plain is not documented).
+    assert dict(proxy.tally.broken) == {"§7": 1, "14": 1, "schema": 1}
+    (violation,) = proxy.tally.examples["§7"]
+    assert violation.exchange.path == VPP and violation.upstream.startswith("http://upstream/v1/")
+
+
 def test_warn_mode_passes_a_violating_answer_through_and_logs_it(tmp_path: Path) -> None:
     tap = Tap(LiveModeFlipped(build(None)))
     log = tmp_path / "violations.jsonl"
@@ -543,6 +561,21 @@ def test_a_slow_upstream_is_a_504_and_a_dead_one_a_502() -> None:
     assert time.monotonic() - started < 3
     assert answer.status == 504 and answer.json()["code"] == "upstream_timeout"
     assert "within 0.2 s" in answer.json()["message"]
+
+    # Requests of one namespace queue behind a hung one for no longer than the timeout.
+    token = "Bearer " + jwt.encode(
+        {"account_id": "acc_q", "live_mode": False, "exp": int(time.time()) + 600}, "q" * 32,
+        algorithm="HS256")
+
+    async def queued() -> list[Answer]:
+        return list(await asyncio.gather(*(
+            call(proxy, "GET", VPP, headers=[("Authorization", token)]) for _ in range(3))))
+
+    started = time.monotonic()
+    answers = asyncio.run(queued())
+    assert time.monotonic() - started < 3
+    assert [a.status for a in answers] == [504, 504, 504]
+    assert any("one at a time" in a.json()["message"] for a in answers)
 
     dead = ContractProxy(ProxyOptions(f"http://127.0.0.1:{free_port()}"), out=io.StringIO())
     answer = asyncio.run(call(dead, "GET", VPP))
