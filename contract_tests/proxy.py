@@ -409,7 +409,7 @@ class ContractProxy:
         message = (
             f"vpp-sandbox proxy withheld the upstream's {status} answer: it breaks rule "
             f"{first.rule} ({first.check}) for participation {first.participation}: "
-            f"{first.message.split(': ', 2)[-1]}"
+            f"{first.detail.rstrip('.')}."
             + (f" ({more} more violation(s) in the proxy's log.)" if more else "")
             + " Fix the implementation, or run the proxy with --mode warn to pass such "
             "answers through."

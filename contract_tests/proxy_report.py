@@ -127,10 +127,16 @@ class Violation:
             "curl": self.curl,
         }
 
+    @property
+    def detail(self) -> str:
+        """The message without its ``rule R (check): participation P:`` prefix."""
+        prefix = f"rule {self.rule} ({self.check}): participation {self.participation}: "
+        return self.message.removeprefix(prefix)
+
     def line(self) -> str:
         """One line for the terminal."""
         return (f"VIOLATION rule {self.rule} ({self.check}) participation {self.participation}: "
-                f"{self.message} [{self.exchange.method} {self.exchange.path} -> "
+                f"{self.detail} [{self.exchange.method} {self.exchange.path} -> "
                 f"{self.exchange.status}]")
 
 
