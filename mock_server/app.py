@@ -27,6 +27,7 @@ from vpp_sandbox.mock_server.encoding import OrjsonJsonifier
 from vpp_sandbox.mock_server.faults import FaultMiddleware
 from vpp_sandbox.mock_server.handlers import AppState, Handlers
 from vpp_sandbox.mock_server.intake import IntakeMiddleware
+from vpp_sandbox.mock_server.journal import Journal, JournalMiddleware, print_line
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store
@@ -149,6 +150,11 @@ def create_app(
     )
     spec = openapi.load(openapi.CONTRACT)
     control_spec = openapi.load(openapi.CONTROL)
+    journal = Journal(
+        settings.journal_size,
+        settings.journal_namespaces,
+        echo=print_line if settings.access_log else None,
+    )
     # Error contexts, 404s and 405 `Allow` headers know the paths of both APIs.
     routes = {
         "paths": {
@@ -167,7 +173,7 @@ def create_app(
     app.add_api(
         openapi.load(openapi.CONTROL),  # Connexion resolves $refs in place: its own copy
         base_path=CONTROL_BASE_PATH,
-        resolver=SnakeCaseResolver(Control(state)),
+        resolver=SnakeCaseResolver(Control(state, journal)),
         pythonic_params=True,
         strict_validation=True,
         validate_responses=True,
@@ -207,6 +213,13 @@ def create_app(
         )
         await send({"type": "http.response.body", "body": payload})
 
+    # Outermost of ours (added first at this position): it sees every answer, errors included.
+    app.add_middleware(
+        JournalMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        journal=journal,
+        verify=state.authenticator.verify,
+    )
     # After security (it needs the caller's namespace), before validation and the handlers.
     app.add_middleware(
         FaultMiddleware,

@@ -1,5 +1,5 @@
 """The sandbox control API (`openapi/sandbox-control.yaml`): clock, autopilot, reset, worlds,
-accounts on demand.
+accounts on demand and the request journal.
 
 Thin adapters like `handlers.py`; every call touches only the token's namespace.
 """
@@ -14,6 +14,7 @@ from vpp_sandbox.mock_server.accounts import Caller
 from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxClock
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.handlers import AppState, Result
+from vpp_sandbox.mock_server.journal import Journal
 from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
 from vpp_sandbox.mock_server.worlds import load_into
 
@@ -45,8 +46,9 @@ def _namespace(token_info: dict[str, Any]) -> Namespace:
 class Control:
     """One method per operationId of the control API (snake_case), bound to the app's state."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, journal: Journal | None = None) -> None:
         self.state = state
+        self.journal = journal if journal is not None else Journal(0)
 
     @property
     def clock(self) -> SandboxClock:
@@ -159,6 +161,18 @@ class Control:
                 "live": deleted.live_participations,
             },
             "deleted_clocks": deleted.clocks,
+        }
+        return answer, 200
+
+
+    async def list_sandbox_requests(self, token_info: dict[str, Any], limit: int = 30) -> Result:
+        key = (str(token_info["account_id"]), bool(token_info["live_mode"]))
+        entries, more = self.journal.recent(key, limit)
+        answer = {
+            "object": "list",
+            "data": [e.to_json() for e in entries],
+            "has_more": more,
+            "capacity": self.journal.size,
         }
         return answer, 200
 

@@ -75,6 +75,7 @@ CONTEXTS: Mapping[str, str] = {
     "loadSandboxWorld": "sandbox.world_load",
     "createSandboxAccount": "sandbox.account_create",
     "deleteSandboxAccount": "sandbox.account_delete",
+    "listSandboxRequests": "sandbox.requests_list",
 }
 
 log = logging.getLogger("mock_server")

@@ -118,6 +118,11 @@ class Settings:
     # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
     admin_key: str | None = None
     max_accounts: int = 1000
+    # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
+    # many namespaces (least recently heard from dropped first), one access-log line a request.
+    journal_size: int = 100
+    journal_namespaces: int = 256
+    access_log: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -154,6 +159,12 @@ class Settings:
             values["http"] = parse_http(env["VPP_HTTP"])
         if env.get("VPP_RATE_LIMIT"):
             values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
+        if "VPP_JOURNAL_SIZE" in env:
+            values["journal_size"] = int(env["VPP_JOURNAL_SIZE"])
+        if env.get("VPP_ACCESS_LOG", "").strip():
+            values["access_log"] = env["VPP_ACCESS_LOG"].strip().lower() not in (
+                "0", "false", "no", "off"
+            )
         if env.get("VPP_LOG_LEVEL"):
             values["log_level"] = env["VPP_LOG_LEVEL"]
         if env.get("VPP_WORKERS"):

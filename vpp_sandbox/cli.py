@@ -1,4 +1,4 @@
-"""`vpp-sandbox serve | test | fixtures`: argument parsing and dispatch, nothing else."""
+"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, nothing else."""
 
 from __future__ import annotations
 
@@ -147,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="participations move only through the API (env VPP_AUTOPILOT=0)",
     )
+    serve.add_argument(
+        "--access-log",
+        action="store_const",
+        const=True,
+        help="print one line per request: time, namespace, request, status, latency, request id "
+        "and the error answered (env VPP_ACCESS_LOG=1); GET /_sandbox/requests shows the same",
+    )
 
     serve.add_argument(
         "--http",
@@ -173,6 +180,40 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--max-examples", type=int)
     test.add_argument(
         "--profile", choices=("quick", "default", "thorough"), default="default"
+    )
+
+    proxy = sub.add_parser(
+        "proxy",
+        help="forward to an implementation and check every exchange against the contract",
+    )
+    proxy.add_argument(
+        "--upstream", required=True, help="the implementation, e.g. https://staging.example.com"
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
+    proxy.add_argument("--port", type=int, default=8090, help="port (8090)")
+    proxy.add_argument(
+        "--mode",
+        choices=("warn", "fail"),
+        default="warn",
+        help="warn: pass violating answers through and log them; fail: answer them with a "
+        "502 contract_violation",
+    )
+    proxy.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per violation")
+    proxy.add_argument("--junit-xml", metavar="FILE", help="JUnit report at exit, a case a rule")
+    proxy.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the upstream (30)"
+    )
+    proxy.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="larger request bodies are a 413, never forwarded (1 MiB)",
+    )
+    proxy.add_argument(
+        "--max-participations",
+        type=int,
+        default=5000,
+        help="participations the proxy remembers for the cross-request rules (5000)",
     )
 
     fixtures = sub.add_parser("fixtures", help="generate a seeded world as JSON")
@@ -204,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=args.workers,
                 admin_key=args.admin_key or None,
                 max_accounts=args.max_accounts,
+                access_log=args.access_log,
                 **{name: getattr(args, name) for name in _LIMIT_FLAGS},
             )
         except ValueError as exc:  # a bad VPP_* variable
@@ -214,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vpp_sandbox.contract_tests.runner import run
 
         return run(args)
+    if args.command == "proxy":
+        from vpp_sandbox.contract_tests.proxy import run as run_proxy
+
+        return run_proxy(args)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
