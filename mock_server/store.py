@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
+from vpp_sandbox.mock_server.documents import check_document
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, LifecycleError, Participation, format_time
 from vpp_sandbox.mock_server.scenarios import advance, next_step
 
@@ -184,6 +185,14 @@ def _row_values(
     )
 
 
+_BODY = 10  # the body's place in a row (`_row_values`, `_INSERT_COLUMNS`)
+
+
+def _checked(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    check_document(row[_BODY])
+    return row
+
+
 _INSERT_COLUMNS = (
     "(id, account_id, live_mode, device_id, programme_id, current_state, terminal, "
     "time_created, scenario, version, body, next_due_at) "
@@ -313,6 +322,7 @@ class Store:
     @staticmethod
     def _rewrite(db: sqlite3.Connection, p: Participation, version: int) -> str:
         body = _encode(p)
+        check_document(body)  # before the write: a document that breaks the spec is never stored
         cursor = db.execute(
             "UPDATE participations SET current_state=?, terminal=?, scenario=?, body=?, "
             "next_due_at=?, version=version+1 WHERE id=? AND version=?",
@@ -384,6 +394,8 @@ class Store:
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         # In id order, the primary key index grows at its end instead of splitting pages.
         rows = sorted(rows)
+        for row in rows:
+            check_document(row[_BODY])  # each document once, before anything is written
         with self._transaction() as db:
             before = db.total_changes
             empty = db.execute("SELECT 1 FROM participations LIMIT 1").fetchone() is None
@@ -418,7 +430,7 @@ class Store:
     ) -> tuple[int, int]:
         """Delete the namespace's participations and insert these, atomically: (deleted, added)."""
         key = (namespace.account_id, int(namespace.live_mode))
-        rows = (_row_values(p, encode(p), 1) for p in participations)
+        rows = (_checked(_row_values(p, encode(p), 1)) for p in participations)
         with self._transaction() as db:
             deleted = db.execute(
                 "DELETE FROM participations WHERE account_id=? AND live_mode=?", key
@@ -439,6 +451,7 @@ class Store:
     @staticmethod
     def _write(db: sqlite3.Connection, p: Participation, *, version: int) -> str:
         body = _encode(p)
+        check_document(body)  # before the write: a document that breaks the spec is never stored
         db.execute(f"INSERT INTO participations {_INSERT_COLUMNS}", _row_values(p, body, version))
         return body
 
