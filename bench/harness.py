@@ -199,14 +199,16 @@ def free_port() -> int:
 class Server:
     """A process in its own session (stopped with its children), output to a log file."""
 
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.log_path = log
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             cmd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=cwd,
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
@@ -323,9 +325,10 @@ def start_sandbox(
     if db is None:
         db = tmp / f"{name}-{size}-{time.monotonic_ns()}.db"
         cmd += ["--world", "load", "--size", str(size), "--seed", str(seed)]
+    # `python -m` puts the working directory first on sys.path: run from the checkout.
     env = {"PYTHONPATH": str(source)} if source is not None else None
     started = time.perf_counter()
-    server = Server([*cmd, "--db", str(db)], tmp / f"{name}.log", env)
+    server = Server([*cmd, "--db", str(db)], tmp / f"{name}.log", env, cwd=source or ROOT)
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/login", basic_auth(), server)
     startup = time.perf_counter() - started
