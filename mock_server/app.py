@@ -85,6 +85,7 @@ def create_app(
     }
     app = connexion.AsyncApp(
         __name__,
+        middlewares=speedups.middlewares(),
         security_map=security_map(state.authenticator),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
         jsonifier=OrjsonJsonifier(),
