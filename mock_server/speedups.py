@@ -12,11 +12,13 @@ not a form now has none, as Starlette would have said. Finding the Content-Type 
 times a request) built a `typing` subscription on every call, and the handler's request a URI
 parser. What Connexion's parameter decorator derived from the operation on every request
 (the path and query parameter tables, the query defaults, the body's name and schema) is
-derived once per operation (`ArgumentPlan`), and the handler's request gets the request's own
-scope rather than a context proxy that every lookup went through. The response validation
-middleware looked up the response's definition, schema and required headers (and rebuilt the
-operation's media types) on every response: once per operation, status and media type now
-(`middlewares()`, through Connexion's `middlewares` option). The patches are written against
+derived once per operation (`ArgumentPlan`), a request without a query string has no query
+parsed, whether the handler is a coroutine function is asked once, and the handler's request
+gets the request's own scope rather than a context proxy that every lookup went through. The
+response validation middleware looked up the response's definition, schema and required
+headers (and rebuilt the operation's media types) on every response: once per operation,
+status and media type now (`middlewares()`, through Connexion's `middlewares` option, the one
+step here that has a supported extension point). The patches are written against
 Connexion 3.3.0 (pinned in constraints.txt); with any other version nothing is patched, the
 middleware list is Connexion's own, and Connexion behaves (and costs) as it ships.
 """
@@ -56,6 +58,8 @@ from connexion.middleware.response_validation import (
 )
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.operations import AbstractOperation, Swagger2Operation
+from connexion.uri_parsing import AlwaysMultiURIParser, OpenAPIURIParser, Swagger2URIParser
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 __all__ = [
@@ -78,6 +82,7 @@ _MEDIA_MATCHES_MAX = 4096  # Content-Type comes from clients: bounded
 _UI_SUFFIXES = ("/openapi.json", "/openapi.yaml")
 _PER_CONTENT_TYPE_MAX = 256  # per operation; Content-Type comes from clients: bounded
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
+_URI_PARSERS = (OpenAPIURIParser, Swagger2URIParser, AlwaysMultiURIParser)
 log = logging.getLogger("connexion.middleware.validation")
 
 
@@ -219,10 +224,14 @@ def _parameter_call(self: Any, function: Callable[..., Any]) -> Callable[..., An
         while asyncio.iscoroutine(request_body):
             request_body = await request_body
         files = await request.files()
-        # prep_kwargs
+        # prep_kwargs. Connexion's URI parsers resolve no query string to {}: not parsed.
+        if request.scope.get("query_string") or type(request.uri_parser) not in _URI_PARSERS:
+            query_params = request.query_params
+        else:
+            query_params = {}
         kwargs = plan.arguments(
             path_params=request.path_params,
-            query_params=request.query_params,
+            query_params=query_params,
             body=request_body,
             files=files,
             arguments=arguments,
@@ -449,6 +458,26 @@ def install() -> bool:
 
         return wrapper
 
+    def sync_async_decorator(self: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        # ASGIDecorator._sync_async_decorator asked whether the handler is a coroutine
+        # function on every request; the answer is the handler's, fixed: asked once.
+        def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+            if asyncio.iscoroutinefunction(function):
+
+                @functools.wraps(function)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await function(*args, **kwargs)
+
+            else:
+
+                @functools.wraps(function)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await run_in_threadpool(function, *args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
     connexion_getitem = MediaTypeDict.__getitem__
 
     def media_type_getitem(self: MediaTypeDict, item: str) -> Any:
@@ -485,6 +514,7 @@ def install() -> bool:
         return await connexion_files(self)
 
     ORIGINALS["parameter_call"] = decorators_parameter.AsyncParameterDecorator.__call__
+    ORIGINALS["sync_async_decorator"] = decorators_main.ASGIDecorator._sync_async_decorator.fget
     ORIGINALS["infer_content_type"] = decorators_response.BaseResponseDecorator.__dict__[
         "_infer_content_type"
     ].__func__
@@ -494,6 +524,9 @@ def install() -> bool:
     MediaTypeDict.__getitem__ = media_type_getitem  # type: ignore[method-assign]
     AsyncOperation.fn = property(fn_once)  # type: ignore[method-assign,assignment]
     decorators_main.ASGIDecorator.__call__ = asgi_call  # type: ignore[method-assign]
+    decorators_main.ASGIDecorator._sync_async_decorator = property(  # type: ignore[method-assign,assignment]
+        sync_async_decorator
+    )
     decorators_parameter.AsyncParameterDecorator.__call__ = _parameter_call  # type: ignore[method-assign]
     decorators_response.BaseResponseDecorator._infer_content_type = staticmethod(  # type: ignore[method-assign]
         _infer_content_type

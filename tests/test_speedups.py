@@ -12,6 +12,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from copy import deepcopy
 from functools import partial
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from connexion.context import _context, _operation, _receive, _scope
+from connexion.decorators import main as decorators_main
 from connexion.decorators import parameter as decorators_parameter
 from connexion.decorators.parameter import AsyncParameterDecorator
 from connexion.frameworks.starlette import Starlette as StarletteFramework
@@ -240,6 +242,27 @@ def test_the_parameter_decorator_gives_connexions_arguments(operation: AbstractO
         answered[handler.__name__] += expected[0] == "ok"
     # most cases reach the handler: the comparison is not of two errors
     assert min(answered.values()) >= 12, answered
+
+
+def test_sync_and_async_handlers_are_called_as_connexion_calls_them() -> None:
+    def sync_handler(x: int) -> Any:
+        # in a worker thread, never on the event loop's
+        return ("sync", x, threading.current_thread() is threading.main_thread())
+
+    async def async_handler(x: int) -> Any:
+        return ("async", x)
+
+    def bad_handler(x: int) -> Any:
+        raise ValueError(x)
+
+    decorator = decorators_main.ASGIDecorator()
+    original = speedups.ORIGINALS["sync_async_decorator"](decorator)
+    patched = decorator._sync_async_decorator
+    for handler in (sync_handler, async_handler, bad_handler):
+        wrapped = [wrap(handler) for wrap in (original, patched)]
+        assert [w.__name__ for w in wrapped] == [handler.__name__] * 2
+        results = [outcome(partial(asyncio.run, w(x=3))) for w in wrapped]
+        assert results[0] == results[1]
 
 
 # -- response content type and response validation ------------------------------------------
