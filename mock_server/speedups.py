@@ -13,7 +13,9 @@ times a request) built a `typing` subscription on every call, and the handler's 
 parser. What Connexion's parameter decorator derived from the operation on every request
 (the path and query parameter tables, the query defaults, the body's name and schema) is
 derived once per operation (`ArgumentPlan`), a request without a query string has no query
-parsed, whether the handler is a coroutine function is asked once, and the handler's request
+parsed, whether the handler is a coroutine function is asked once, the URI parser's table of
+parameter schemas is built once per parser (not once per parameter) and a string parameter is
+not sent through an exception to be left as it is, and the handler's request
 gets the request's own scope rather than a context proxy that every lookup went through. The
 response validation middleware looked up the response's definition, schema and required
 headers (and rebuilt the operation's media types) on every response: once per operation,
@@ -36,6 +38,7 @@ from fnmatch import fnmatch
 from importlib.metadata import version
 from typing import Any
 
+from connexion import uri_parsing
 from connexion import utils as connexion_utils
 from connexion.apps.asynchronous import AsyncOperation
 from connexion.context import _context as current_context
@@ -83,6 +86,8 @@ _UI_SUFFIXES = ("/openapi.json", "/openapi.yaml")
 _PER_CONTENT_TYPE_MAX = 256  # per operation; Content-Type comes from clients: bounded
 _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 _URI_PARSERS = (OpenAPIURIParser, Swagger2URIParser, AlwaysMultiURIParser)
+# The types connexion.utils.coerce_type converts (or walks); any other is returned as it is.
+_COERCED_TYPES = frozenset({"integer", "number", "boolean", "array", "object"})
 log = logging.getLogger("connexion.middleware.validation")
 
 
@@ -506,6 +511,35 @@ def install() -> bool:
             return
         await swagger_ui_call(self, scope, receive, send)
 
+    connexion_coerce_type = connexion_utils.coerce_type
+
+    def coerce_type(
+        param: dict[str, Any], value: Any, parameter_type: str, parameter_name: Any = None
+    ) -> Any:
+        # For a type it has no converter for (string, or none given), Connexion called None
+        # and caught the TypeError to return the value: what is returned here at once.
+        schema = param.get("schema", param)
+        if schema.get("type") not in _COERCED_TYPES and not (
+            connexion_utils.is_nullable(schema) and connexion_utils.is_null(value)
+        ):
+            return value
+        return connexion_coerce_type(param, value, parameter_type, parameter_name)
+
+    connexion_param_schemas = OpenAPIURIParser.param_schemas.fget
+
+    def param_schemas(self: OpenAPIURIParser) -> dict[str, Any]:
+        # A property that rebuilt its dict on every access, once per parameter of every
+        # request; it depends only on the definitions the parser was made with. Connexion only
+        # reads it (get, keys).
+        cached = self.__dict__.get("_vpp_param_schemas")
+        if cached is None or cached[0] is not self._param_defns:
+            cached = self.__dict__["_vpp_param_schemas"] = (
+                self._param_defns,
+                connexion_param_schemas(self),
+            )
+        schemas: dict[str, Any] = cached[1]
+        return schemas
+
     connexion_files = ConnexionRequest.files
 
     async def files(self: ConnexionRequest) -> Any:
@@ -518,6 +552,10 @@ def install() -> bool:
     ORIGINALS["infer_content_type"] = decorators_response.BaseResponseDecorator.__dict__[
         "_infer_content_type"
     ].__func__
+    ORIGINALS["param_schemas"] = connexion_param_schemas
+    ORIGINALS["coerce_type"] = connexion_coerce_type
+    uri_parsing.coerce_type = coerce_type
+    OpenAPIURIParser.param_schemas = property(param_schemas)  # type: ignore[method-assign,assignment]
     ConnexionRequest.files = files  # type: ignore[method-assign]
     connexion_utils.extract_content_type = extract_content_type
     SwaggerUIMiddleware.__call__ = swagger_ui_or_next  # type: ignore[method-assign]

@@ -265,6 +265,48 @@ def test_sync_and_async_handlers_are_called_as_connexion_calls_them() -> None:
         assert results[0] == results[1]
 
 
+class _ConnexionURIParser(OpenAPIURIParser):
+    param_schemas = property(speedups.ORIGINALS["param_schemas"])
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=OP_IDS)
+def test_the_uri_parser_resolves_as_connexions(operation: AbstractOperation) -> None:
+    ours = OpenAPIURIParser(operation.parameters, operation.body_definition())
+    theirs = _ConnexionURIParser(operation.parameters, operation.body_definition())
+    assert ours.param_schemas is ours.param_schemas  # built once
+    for _ in range(2):
+        assert ours.param_schemas == theirs.param_schemas
+        for query in [{}, {"limit": ["5"]}, {"tags": ["a,b", "c"], "flag": ["false"]},
+                      {"filter[a]": ["1"], "filter[b]": ["2"]}, {"unknown": ["x"]}]:
+            assert outcome(partial(ours.resolve_query, deepcopy(query))) == outcome(
+                partial(theirs.resolve_query, deepcopy(query)))
+        for path in [{}, {"participation_id": "vpp_" + "a" * 24}, {"n": "3"}, {"n": "x"}]:
+            assert outcome(partial(ours.resolve_path, dict(path))) == outcome(
+                partial(theirs.resolve_path, dict(path)))
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": "string"}, {"type": "string", "nullable": True}, {}, {"type": "integer"},
+     {"type": "integer", "nullable": True}, {"type": "number"}, {"type": "boolean"},
+     {"type": "array", "items": {"type": "integer"}}, {"type": "object"},
+     {"type": "object", "properties": {"a": {"type": "integer"}}}, {"type": "string",
+                                                                     "format": "date"}],
+)
+def test_parameters_are_coerced_as_connexion_coerces_them(schema: dict[str, Any]) -> None:
+    from connexion import uri_parsing
+
+    values: list[Any] = ["abc", "12", "1.5", "true", "null", " None ", None, ["1", "x"],
+                         {"a": "3"}, 7, [], ""]
+    for param in ({"name": "p", "in": "query", "schema": schema}, {"name": "p", **schema}):
+        for value in values:
+            expected = outcome(partial(speedups.ORIGINALS["coerce_type"], deepcopy(param),
+                                       deepcopy(value), "parameter", "p"))
+            got = outcome(partial(uri_parsing.coerce_type, deepcopy(param), deepcopy(value),
+                                  "parameter", "p"))
+            assert got == expected, (param, value)
+
+
 # -- response content type and response validation ------------------------------------------
 
 
