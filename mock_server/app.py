@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
 from vpp_sandbox import openapi
-from vpp_sandbox.mock_server import errors, speedups
+from vpp_sandbox.mock_server import documents, errors, speedups
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, SandboxClock
@@ -66,6 +66,7 @@ def create_app(
     /_sandbox (its own spec, Swagger UI at /_sandbox/ui/), with the same auth and errors.
     """
     speedups.install()
+    documents.prepare()
     store = store if store is not None else Store(settings.db)
     state = AppState(
         settings=settings,

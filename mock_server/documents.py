@@ -19,7 +19,7 @@ from jsonschema import Draft4Validator, ValidationError
 
 from vpp_sandbox import openapi
 
-__all__ = ["SCHEMA_NAME", "InvalidDocument", "check_document", "participation_schema"]
+__all__ = ["SCHEMA_NAME", "InvalidDocument", "check_document", "participation_schema", "prepare"]
 
 SCHEMA_NAME = "VppParticipation"
 
@@ -54,6 +54,15 @@ def _compiled() -> Callable[[Any], bool]:
     if check is None:  # pragma: no cover - the spec changed into something jsonschema-rs refuses
         raise RuntimeError(f"{SCHEMA_NAME} cannot be compiled with jsonschema-rs")
     return check
+
+
+def prepare() -> None:
+    """Resolve and compile the schema now (app start-up, about 10 ms), not on the first write.
+
+    What is built at start-up is frozen out of the garbage collector's sight with the rest
+    (`server.FreezeAfterStartup`); built later, every full collection would walk it again.
+    """
+    _compiled()
 
 
 def check_document(text: str | bytes) -> None:
