@@ -54,8 +54,9 @@ contract: $(STAMP)
 	  --api-key $(API_KEY) --second-account-id $(SECOND_ACCOUNT_ID) \
 	  --second-api-key $(SECOND_API_KEY) --profile $(PROFILE)
 
+# BENCH_ARGS="--rounds 1 --seconds 2 --no-scaling" for a quick check of the script.
 bench: $(STAMP)
-	$(BIN)/python bench/vs_prism.py
+	$(BIN)/python bench/vs_prism.py $(BENCH_ARGS)
 
 # The exact versions make and CI install, from a fresh venv with the ranges of pyproject.toml.
 constraints:

@@ -1,226 +1,71 @@
-"""Side-by-side throughput of the sandbox and Stoplight Prism on our spec, driven by wrk.
+"""The sandbox next to Stoplight Prism on our spec, both silent, driven by wrk on 127.0.0.1.
 
-Run after `make run`'s install (the .venv exists):  .venv/bin/python bench/vs_prism.py
-(or `make bench`). Needs wrk (apt-get install wrk) and npm (Prism is installed from the npm
-registry into bench/.prism on first use).
+Run after `make install`:  .venv/bin/python bench/vs_prism.py  (or `make bench`;
+`make bench BENCH_ARGS="--rounds 1 --seconds 2"` for a quick check). Needs wrk
+(`apt-get install wrk`) and npm (Prism is installed from npm into bench/.prism on first use).
 
-1. `vpp-sandbox serve --world load --size 10000` (one worker, a fresh SQLite file, no autopilot)
-   and `prism mock openapi/vpp-participations.yaml` on loopback ports; each warmed up, then wrk
-   on them in alternation (A B A B) for retrieve, list 30, create and update: requests/s,
-   p50/p99 latency, ratio ours/Prism.
-2. The sandbox restarted on the same file (start-up to the first answer) next to a second one
-   with `--world load --size 100000`, retrieve and list alternated between the two: the cost
-   must not grow with the world. Resident memory of both.
-3. Each target of issue 6 with the measured value: met or MISSED.
+Servers, all up at once on loopback ports, each idle while another is measured:
 
-Every load goes to 127.0.0.1 and is bounded by --duration.
+- Prism `-v silent` (no log line per request; the sandbox logs none either) on our spec;
+- Prism `-v silent` on a generated copy of our spec whose list example is a real page of 30
+  participations read from the sandbox (the like-for-like list: both send the same bytes;
+  the response sizes are printed to show it);
+- the sandbox as users run it: `vpp-sandbox serve --world load --size 10000 --seed 1` with
+  default settings (autopilot on, request and response validation on, one worker);
+- the same with `--no-autopilot`, reported beside it;
+- a minimal ASGI app on the same uvicorn (bench/minimal_asgi.py) reading the same file, with
+  and without jsonschema-rs parameter and response validation: the floor to compare with.
+
+For each operation (retrieve, list 30, create, update), a warm-up of each server, then wrk
+`-t1 -cN -dS` on them in rotation (A B C A B C ..., the first server moving each round) for
+`--rounds` rounds; the table gives the median req/s with its min-max and the median p99 with
+its max, and the ratio of the medians to Prism silent. Then the sandbox is restarted on its
+file (start-up time) next to one with a 100,000 world (retrieve and list in rotation, memory).
+Last, every target of issue 13 with its measured value: met or MISSED. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = ROOT / "openapi" / "vpp-participations.yaml"
+from harness import (
+    ROOT,
+    VENV_PYTHON,
+    Result,
+    Sandbox,
+    Server,
+    Summary,
+    Target,
+    fetch,
+    free_port,
+    rotate,
+    rss_mb,
+    start_sandbox,
+    suspended_pool,
+    wait_ready,
+    write_scripts,
+)
+
 PRISM_DIR = ROOT / "bench" / ".prism"
 PRISM_VERSION = "5.16.0"
-VENV_BIN = ROOT / ".venv" / "bin"
-ACCOUNT = "acc_661677911f2197045e6cf1b1"
-TEST_KEY = "sk_test_vppsandbox4f3c9a2b7d1e8f60"
-
-CREATE_LUA = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
-local n = 0
-request = function()
-  n = n + 1
-  local dev = string.format("dev_%08x%08x%08x", math.random(0, 0x7fffffff),
-                            math.random(0, 0x7fffffff), n)
-  local body = '{"device_id":"' .. dev .. '","provider_id":"prv_8587fa49c7e5297ccc6c57e5",'
-            .. '"programme_id":"vpr_6a1f8e375db9de605baadd46","reference_id":"BENCH' .. n .. '"}'
-  return wrk.format(nil, nil, nil, body)
-end
-"""
-
-# A real write on every call: resubmit SUSPENDED with a new expected time for ACTIVE, which
-# replaces the PENDING tail (history stays the same size, so the cost does not drift).
-UPDATE_LUA = r"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local ids = {}
-for id in string.gmatch(os.getenv("BENCH_IDS"), "[^,]+") do ids[#ids + 1] = id end
-local n = 0
-request = function()
-  n = n + 1
-  local id = ids[(n % #ids) + 1]
-  local at = os.date("!%Y-%m-%dT%H:%M:%SZ", 1830297600 + n)
-  local body = '{"participation_state":[{"state":"SUSPENDED","status":"IN_PROGRESS",'
-            .. '"suspension_reasons":["OPERATOR_REQUEST"]},'
-            .. '{"state":"ACTIVE","status":"PENDING","expected_at":"' .. at .. '"}]}'
-  return wrk.format(nil, "/vpp-participations/" .. id, nil, body)
-end
-"""
-
-
-@dataclass
-class Result:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def call(
-    url: str, method: str = "GET", body: object = None, headers: dict[str, str] | None = None
-) -> object:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def wait_ready(
-    url: str, headers: dict[str, str], server: Server | None = None, timeout: float = 120.0
-) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if server is not None and server.proc.poll() is not None:
-            raise SystemExit(f"{url}: the server exited; see {server.log.name}")
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=1).read()
-            return time.perf_counter() - start
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
-
-
-def rss_mb(pid: int) -> float:
-    total = 0
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        status = Path(f"/proc/{p}/status")
-        if status.exists():
-            match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text())
-            if match:
-                total += int(match.group(1))
-    return total / 1024
-
-
-def parse_wrk(out: str) -> Result:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(label: str) -> float:
-        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)\b", out)
-        if not m:
-            return float("nan")
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    errors = 0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors += int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors += sum(int(g) for g in m.groups())
-    return Result(rps, pct("50"), pct("99"), errors)
-
-
-def wrk(
-    url: str,
-    token: str,
-    seconds: int,
-    connections: int,
-    script: str | None = None,
-    env: dict[str, str] | None = None,
-) -> Result:
-    cmd = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-H",
-        f"Authorization: Bearer {token}",
-    ]
-    if script:
-        cmd += ["-s", script]
-    out = subprocess.run(
-        [*cmd, url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **(env or {})},
-        timeout=seconds + 30,
-    ).stdout
-    return parse_wrk(out)
-
-
-class Server:
-    def __init__(self, cmd: list[str], log: Path) -> None:
-        self.db: Path | None = None
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
-
-
-def start_sandbox(
-    tmp: Path, size: int, db: Path | None = None
-) -> tuple[Server, str, float]:
-    """`vpp-sandbox serve` on a free port; the time until it answers GET /login.
-
-    Without `db`: a fresh file, the `load` world of `size` participations built and loaded at
-    start-up (`--world load --size N`). With `db`: a restart on that file, nothing to load.
-    """
-    port = free_port()
-    cmd = [str(VENV_BIN / "vpp-sandbox"), "serve", "--port", str(port), "--no-autopilot"]
-    if db is None:
-        db = tmp / f"bench-{size}-{time.monotonic_ns()}.db"
-        cmd += ["--world", "load", "--size", str(size), "--seed", "1"]
-    basic = base64.b64encode(f"{ACCOUNT}:{TEST_KEY}".encode()).decode()
-    started = time.perf_counter()
-    server = Server([*cmd, "--db", str(db)], tmp / f"sandbox-{size}.log")
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(f"{base}/login", {"Authorization": f"Basic {basic}"}, server)
-    startup = time.perf_counter() - started
-    server.db = db
-    return server, base, startup
+OPS = ("retrieve", "list", "create", "update")
+LABELS = {
+    "prism": "Prism -v silent",
+    "prism-page": "Prism -v silent, real page",
+    "ours": "sandbox (autopilot on)",
+    "ours-noap": "sandbox --no-autopilot",
+    "minimal": "minimal ASGI + validation",
+    "minimal-plain": "minimal ASGI, no validation",
+}
+OP_TITLES = {"retrieve": "retrieve", "list": "list 30", "create": "create", "update": "update"}
 
 
 def ensure_prism() -> Path:
@@ -240,255 +85,362 @@ def ensure_prism() -> Path:
             ],
             cwd=PRISM_DIR,
             check=True,
+            timeout=600,
         )
     return binary
 
 
-def body_size(url: str, token: str) -> int:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return len(resp.read())
+def start_prism(binary: Path, spec: Path, tmp: Path, name: str, probe: str) -> tuple[Server, str]:
+    port = free_port()
+    server = Server(
+        [str(binary), "mock", str(spec), "-h", "127.0.0.1", "-p", str(port), "-v", "silent"],
+        tmp / f"{name}.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base + probe, {"Authorization": "Bearer x"}, server)
+    return server, base
 
 
-def token_for(base: str) -> str:
-    basic = base64.b64encode(f"{ACCOUNT}:{TEST_KEY}".encode()).decode()
-    body = call(f"{base}/login", headers={"Authorization": f"Basic {basic}"})
-    return str(body["bearer_token"])  # type: ignore[index]
+def spec_with_page(page: bytes, out: Path) -> Path:
+    """A copy of our spec whose list example is `page` (a real page of the sandbox), as JSON.
+
+    Prism answers with the media type's `example`, or else one it builds from the schema's
+    property examples (the 72-byte empty page); it never picks a named `examples` entry
+    unless asked to, so the page goes into `example`.
+    """
+    from vpp_sandbox import openapi
+
+    spec = openapi.load(openapi.CONTRACT)
+    content = spec["paths"]["/vpp-participations"]["get"]["responses"]["200"]["content"]
+    media = content["application/json"]
+    media.pop("examples", None)
+    media["example"] = json.loads(page)
+    out.write_text(json.dumps(spec))
+    return out
 
 
-def suspended_pool(base: str, token: str, count: int) -> list[str]:
-    """Participations walked to SUSPENDED through the public API, for the update benchmark."""
-    auth = {"Authorization": f"Bearer {token}"}
-    path = [
-        "AWAITING_CUSTOMER_CONSENT",
-        "AWAITING_DEVICE_TELEMETRY",
-        "CHECKING_ELIGIBILITY",
-        "AWAITING_REGISTRATION",
-        "REGISTERED",
-        "ACTIVE",
-    ]
-    ids = []
-    for i in range(count):
-        created = call(
-            f"{base}/vpp-participations",
-            "POST",
-            {
-                "device_id": f"dev_{os.urandom(12).hex()}",
-                "provider_id": "prv_8587fa49c7e5297ccc6c57e5",
-                "programme_id": "vpr_6a1f8e375db9de605baadd46",
-                "reference_id": f"POOL{i}",
-            },
-            auth,
-        )
-        pid = str(created["id"])  # type: ignore[index]
-        records: list[dict[str, object]] = [{"state": s, "status": "COMPLETE"} for s in path]
-        records.append(
-            {
-                "state": "SUSPENDED",
-                "status": "IN_PROGRESS",
-                "suspension_reasons": ["OPERATOR_REQUEST"],
-            }
-        )
-        call(f"{base}/vpp-participations/{pid}", "POST", {"participation_state": records}, auth)
-        ids.append(pid)
-    return ids
+def start_minimal(db: Path, tmp: Path) -> tuple[Server, str]:
+    port = free_port()
+    server = Server(
+        [
+            str(VENV_PYTHON),
+            str(ROOT / "bench" / "minimal_asgi.py"),
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+        ],
+        tmp / "minimal.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base + "/plain/vpp-participations?limit=1", {}, server)
+    return server, base
 
 
-def mean_rps(runs: list[Result]) -> float:
-    return sum(r.rps for r in runs) / len(runs)
-
-
-def first_id(base: str, token: str) -> str:
-    auth = {"Authorization": f"Bearer {token}"}
-    listed = call(f"{base}/vpp-participations?limit=1", headers=auth)
-    return str(listed["data"][0]["id"])  # type: ignore[index]
-
-
-def alternate(
-    targets: dict[str, tuple[str, str]],
-    paths: dict[str, str],
-    args: argparse.Namespace,
-    script: str | None = None,
-    env: dict[str, str] | None = None,
-) -> dict[str, list[Result]]:
-    """Warm every target up, then run wrk on them in turn, A B A B, `args.rounds` times."""
-    for name, (url, tok) in targets.items():
-        wrk(url + paths[name], tok, args.warmup, args.connections, script, env)
-    runs: dict[str, list[Result]] = {name: [] for name in targets}
-    for _ in range(args.rounds):
-        for name, (url, tok) in targets.items():
-            runs[name].append(
-                wrk(url + paths[name], tok, args.duration, args.connections, script, env)
-            )
-    return runs
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
+def fmt_row(label: str, s: Summary, ratio: str, size: str) -> str:
+    spread = f"({s.rps_min:,.0f}-{s.rps_max:,.0f})"
+    p99 = f"{s.p99:.1f} ({s.p99_max:.1f})"
+    return f"  {label:<29} {s.rps:>8,.0f} {spread:<17} {p99:>13} {ratio:>8} {s.errors:>6} {size:>9}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2, help="A B alternations per operation")
-    parser.add_argument("--size", type=int, default=10_000)
-    parser.add_argument("--big", type=int, default=100_000)
-    parser.add_argument("--no-prism", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the rotation (5)")
+    parser.add_argument("--seconds", type=float, default=5, help="seconds per wrk run (5)")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up per server (2 s)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--size", type=int, default=10_000, help="participations (10,000)")
+    parser.add_argument("--big", type=int, default=100_000, help="the scaling world (100,000)")
+    parser.add_argument("--ops", default=",".join(OPS), help="subset of " + ",".join(OPS))
+    parser.add_argument("--no-prism", action="store_true", help="the sandbox (and floor) only")
+    parser.add_argument("--no-minimal", action="store_true", help="without the minimal ASGI app")
+    parser.add_argument(
+        "--no-scaling", action="store_true", help="skip the restart and the 100,000 world"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no line per wrk run")
     args = parser.parse_args()
+    ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+    unknown = set(ops) - set(OPS)
+    if unknown:
+        parser.error(f"unknown operation(s) {', '.join(sorted(unknown))}; use {', '.join(OPS)}")
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     prism_binary = None if args.no_prism else ensure_prism()
+    progress: Callable[[str], None] = (
+        (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    )
+    runs_per_op = {"retrieve": 5, "list": 5, "create": 3, "update": 3}
+    estimate = sum(runs_per_op[op] for op in ops) * (args.rounds * args.seconds + args.warmup)
+    if not args.no_scaling:
+        estimate += 4 * (args.rounds * args.seconds + args.warmup) + 30
+    progress(f"about {estimate / 60:.0f} min of load, plus start-ups")
 
     tmp = Path(tempfile.mkdtemp(prefix="vpp-bench-"))
-    scripts = {"create": tmp / "create.lua", "update": tmp / "update.lua"}
-    scripts["create"].write_text(CREATE_LUA)
-    scripts["update"].write_text(UPDATE_LUA)
+    scripts = write_scripts(tmp)
     servers: list[Server] = []
     try:
-        # -- 1. ours (10,000 world loaded at start-up) against Prism, A B A B ------------------
-        ours, base, startup_fresh = start_sandbox(tmp, args.size)
-        servers.append(ours)
-        token = token_for(base)
-        one = first_id(base, token)
-        pool = suspended_pool(base, token, 50)
-        targets = {"ours": (base, token)}
+        # -- servers ------------------------------------------------------------------------
+        ours = start_sandbox(tmp, "ours", size=args.size)
+        servers.append(ours.server)
+        noap = start_sandbox(tmp, "ours-noap", size=args.size, autopilot=False)
+        servers.append(noap.server)
+        sandboxes: dict[str, Sandbox] = {"ours": ours, "ours-noap": noap}
+        bases: dict[str, tuple[str, str | None]] = {
+            name: (sb.base, sb.token) for name, sb in sandboxes.items()
+        }
+        if not args.no_minimal:
+            minimal, minimal_base = start_minimal(noap.db, tmp)
+            servers.append(minimal)
+            bases["minimal"] = (minimal_base, None)
+            bases["minimal-plain"] = (minimal_base + "/plain", None)
+        ids = {name: sb.first_id() for name, sb in sandboxes.items()}
+        ids["minimal"] = ids["minimal-plain"] = ids["ours-noap"]
+        page = fetch(f"{ours.base}/vpp-participations?limit=30", ours.token)
         if prism_binary is not None:
-            prism_port = free_port()
-            prism = Server(
-                [str(prism_binary), "mock", str(SPEC), "-h", "127.0.0.1", "-p", str(prism_port)],
-                tmp / "prism.log",
+            probe = f"/vpp-participations/{ids['ours']}"
+            prism, prism_base = start_prism(
+                prism_binary, ROOT / "openapi" / "vpp-participations.yaml", tmp, "prism", probe
             )
             servers.append(prism)
-            prism_base = f"http://127.0.0.1:{prism_port}"
-            wait_ready(
-                f"{prism_base}/vpp-participations/{one}", {"Authorization": "Bearer x"}, prism
+            bases["prism"] = (prism_base, "x")
+            page_spec = spec_with_page(page, tmp / "prism-page.json")
+            prism_page, prism_page_base = start_prism(
+                prism_binary, page_spec, tmp, "prism-page", probe
             )
-            targets["prism"] = (prism_base, "x")
+            servers.append(prism_page)
+            bases["prism-page"] = (prism_page_base, "x")
+            ids["prism"] = ids["prism-page"] = ids["ours"]
 
-        ops = {
-            "retrieve": (f"/vpp-participations/{one}", None),
-            "list 30": ("/vpp-participations?limit=30", None),
-            "create": ("/vpp-participations", "create"),
-            "update": (f"/vpp-participations/{pool[0]}", "update"),
+        # -- what each sends: the like-for-like page must be the same bytes -----------------
+        sizes: dict[str, dict[str, int]] = {"retrieve": {}, "list": {}}
+        bodies: dict[str, bytes] = {}
+        for name, (base, token) in bases.items():
+            sizes["retrieve"][name] = len(fetch(f"{base}/vpp-participations/{ids[name]}", token))
+            bodies[name] = fetch(f"{base}/vpp-participations?limit=30", token)
+            sizes["list"][name] = len(bodies[name])
+
+        # -- the rotation, operation by operation -------------------------------------------
+        who = {
+            "retrieve": ["prism", "ours", "ours-noap", "minimal", "minimal-plain"],
+            "list": ["prism", "prism-page", "ours", "ours-noap", "minimal"],
+            "create": ["prism", "ours", "ours-noap"],
+            "update": ["prism", "ours", "ours-noap"],
         }
-        env = {"BENCH_IDS": ",".join(pool)}
-        sizes_of: dict[str, dict[str, int]] = {}
-        for op in ("retrieve", "list 30"):
-            for name, (url, tok) in targets.items():
-                sizes_of.setdefault(op, {})[name] = body_size(url + ops[op][0], tok)
+        pools: dict[str, list[str]] = {}
         results: dict[str, dict[str, list[Result]]] = {}
-        for op, (path, script) in ops.items():
-            lua = str(scripts[script]) if script else None
-            results[op] = alternate(targets, dict.fromkeys(targets, path), args, lua, env)
-        rss_small = rss_mb(ours.proc.pid)
+        for op in ops:
+            if op == "update" and not pools:
+                for name, sb in sandboxes.items():
+                    pools[name] = suspended_pool(sb.base, sb.token, 50)
+                pools["prism"] = pools["ours"]
+            targets: list[Target] = []
+            for name in who[op]:
+                if name not in bases:
+                    continue
+                base, token = bases[name]
+                if op == "retrieve":
+                    targets.append(Target(name, f"{base}/vpp-participations/{ids[name]}", token))
+                elif op == "list":
+                    targets.append(Target(name, f"{base}/vpp-participations?limit=30", token))
+                elif op == "create":
+                    targets.append(
+                        Target(name, f"{base}/vpp-participations", token, scripts["create"])
+                    )
+                else:
+                    targets.append(
+                        Target(
+                            name,
+                            f"{base}/vpp-participations/{pools[name][0]}",
+                            token,
+                            scripts["update"],
+                            {"BENCH_IDS": ",".join(pools[name])},
+                        )
+                    )
+            progress(f"{OP_TITLES[op]}: {', '.join(t.label for t in targets)}")
+            results[op] = rotate(
+                targets,
+                rounds=args.rounds,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                connections=args.connections,
+                progress=progress,
+            )
+        rss_small = rss_mb(ours.server.proc.pid)
         for server in servers:
             server.stop()
         servers.clear()
 
-        # -- 2. start-up on the existing file; 10,000 against 100,000, A B A B ---------------
-        small, small_base, startup_restart = start_sandbox(tmp, args.size, db=ours.db)
-        servers.append(small)
-        big, big_base, startup_big = start_sandbox(tmp, args.big)
-        servers.append(big)
-        small_token, big_token = token_for(small_base), token_for(big_base)
-        sizes = {"small": (small_base, small_token), "big": (big_base, big_token)}
-        by_size: dict[str, dict[str, list[Result]]] = {}
-        by_size["retrieve"] = alternate(
-            sizes,
-            {
-                "small": f"/vpp-participations/{first_id(small_base, small_token)}",
-                "big": f"/vpp-participations/{first_id(big_base, big_token)}",
-            },
+        # -- start-up on the existing file; 10,000 against 100,000 ---------------------------
+        scaling: dict[str, dict[str, list[Result]]] = {}
+        restart_startup = big_startup = rss_big = float("nan")
+        if not args.no_scaling:
+            small = start_sandbox(tmp, "restart", size=args.size, db=ours.db)
+            servers.append(small.server)
+            restart_startup = small.startup
+            big = start_sandbox(tmp, "big", size=args.big)
+            servers.append(big.server)
+            big_startup = big.startup
+            for op in ("retrieve", "list"):
+                targets = []
+                for name, sb in (("small", small), ("big", big)):
+                    path = (
+                        f"/vpp-participations/{sb.first_id()}"
+                        if op == "retrieve"
+                        else "/vpp-participations?limit=30"
+                    )
+                    targets.append(Target(name, sb.base + path, sb.token))
+                progress(f"{OP_TITLES[op]}: {args.size:,} and {args.big:,} participations")
+                scaling[op] = rotate(
+                    targets,
+                    rounds=args.rounds,
+                    seconds=args.seconds,
+                    warmup=args.warmup,
+                    connections=args.connections,
+                    progress=progress,
+                )
+            rss_big = rss_mb(big.server.proc.pid)
+
+        report(
             args,
+            results,
+            sizes,
+            bodies,
+            scaling,
+            ours,
+            rss_small,
+            restart_startup,
+            big_startup,
+            rss_big,
         )
-        by_size["list 30"] = alternate(
-            sizes, dict.fromkeys(sizes, "/vpp-participations?limit=30"), args
-        )
-        rss_big = rss_mb(big.proc.pid)
-
-        # -- report -------------------------------------------------------------------------
-        print(
-            f"\nwrk -t1 -c{args.connections}, {args.rounds} x {args.duration:g} s per server "
-            f"and operation after a {args.warmup:g} s warm-up, A B alternation, "
-            f"{args.size:,} participations loaded, one uvicorn worker, request and response "
-            "validation on\n"
-        )
-        head = f"{'operation':<10} {'ours req/s':>11} {'p50':>7} {'p99':>7}"
-        if "prism" in targets:
-            head += f" {'Prism req/s':>12} {'p50':>7} {'p99':>7} {'ours/Prism':>11}"
-        print(head + f" {'errors':>7}")
-        ratios: dict[str, float] = {}
-        p99: dict[str, float] = {}
-        for op, by_server in results.items():
-            o = by_server["ours"]
-            o_rps = mean_rps(o)
-            p99[op] = max(r.p99_ms for r in o)
-            line = (
-                f"{op:<10} {o_rps:>11,.0f} {max(r.p50_ms for r in o):>6.1f}m {p99[op]:>6.1f}m"
-            )
-            errors = sum(r.errors for r in o)
-            if "prism" in by_server:
-                p = by_server["prism"]
-                p_rps = mean_rps(p)
-                ratios[op] = o_rps / p_rps
-                line += (
-                    f" {p_rps:>12,.0f} {max(r.p50_ms for r in p):>6.1f}m "
-                    f"{max(r.p99_ms for r in p):>6.1f}m {ratios[op]:>10.2f}x"
-                )
-                errors += sum(r.errors for r in p)
-            print(line + f" {errors:>7}")
-        print("(p50/p99: the worst of the rounds; errors: non-2xx answers and socket errors)")
-        for op, by_name in sizes_of.items():
-            print(
-                f"response body of {op}: "
-                + ", ".join(f"{name} {size:,} bytes" for name, size in by_name.items())
-            )
-
-        print(
-            f"\nstart-up to the first answer: {startup_restart:.2f} s on the existing "
-            f"{args.size:,} file; with the world built and loaded at start-up: "
-            f"{startup_fresh:.2f} s ({args.size:,}), {startup_big:.2f} s ({args.big:,})"
-        )
-        print(
-            f"resident memory after the runs: {rss_small:.0f} MB with {args.size:,}, "
-            f"{rss_big:.0f} MB with {args.big:,} participations (loaded at start-up)"
-        )
-        change: dict[str, float] = {}
-        for op, runs in by_size.items():
-            s_rps, b_rps = mean_rps(runs["small"]), mean_rps(runs["big"])
-            change[op] = (b_rps / s_rps - 1) * 100
-            print(
-                f"{op} with {args.big:,}: {b_rps:,.0f} req/s, p99 "
-                f"{max(r.p99_ms for r in runs['big']):.1f} ms; with {args.size:,} in the same "
-                f"alternation: {s_rps:,.0f} req/s ({change[op]:+.1f}%)"
-            )
-
-        print("\ntargets")
-        checks: list[tuple[str, str, bool]] = []
-        if ratios:
-            for op, need in (("retrieve", 2.0), ("list 30", 1.5), ("create", 1.0), ("update", 1.0)):
-                checks.append(
-                    (f"{op} >= {need:g}x Prism", f"{ratios[op]:.2f}x", ratios[op] >= need)
-                )
-        for op in ("retrieve", "list 30"):
-            checks.append((f"{op} p99 < 10 ms", f"{p99[op]:.1f} ms", p99[op] < 10))
-        checks.append(
-            ("start-up < 1.5 s", f"{startup_restart:.2f} s", startup_restart < 1.5)
-        )
-        checks.append((f"{args.big:,} world < 300 MB", f"{rss_big:.0f} MB", rss_big < 300))
-        for op, pct in change.items():
-            checks.append(
-                (f"{op} {args.big:,} within 10% of {args.size:,}", f"{pct:+.1f}%", pct > -10)
-            )
-        for label, value, ok in checks:
-            print(f"  {label:<34} {value:>9}  {verdict(ok)}")
         return 0
     finally:
         for server in servers:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, list[Result]]],
+    sizes: dict[str, dict[str, int]],
+    bodies: dict[str, bytes],
+    scaling: dict[str, dict[str, list[Result]]],
+    ours: Sandbox,
+    rss_small: float,
+    restart_startup: float,
+    big_startup: float,
+    rss_big: float,
+) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(
+        f"\n{when}: wrk -t1 -c{args.connections}, {args.rounds} round(s) x {args.seconds:g} s "
+        f"per server in rotation after a {args.warmup:g} s warm-up; {args.size:,} participations "
+        "(world `load`, seed 1); one uvicorn worker; request and response validation on.\n"
+        "req/s: median of the rounds (min-max); p99 ms: median (max); x Prism: ratio of the "
+        "medians to Prism -v silent; errors: non-2xx answers and socket errors.\n"
+    )
+    print(
+        f"  {'server':<29} {'req/s':>8} {'(min-max)':<17} {'p99 ms (max)':>13} "
+        f"{'x Prism':>8} {'errors':>6} {'body B':>9}"
+    )
+    summaries: dict[str, dict[str, Summary]] = {}
+    for op, by_server in results.items():
+        print(OP_TITLES[op])
+        summaries[op] = {name: Summary.of(runs) for name, runs in by_server.items()}
+        prism = summaries[op].get("prism")
+        for name, s in summaries[op].items():
+            ratio = f"{s.rps / prism.rps:.2f}x" if prism else ""
+            size = f"{sizes[op][name]:,}" if op in sizes and name in sizes[op] else ""
+            print(fmt_row(LABELS[name], s, ratio, size))
+    if "prism-page" in bodies:
+        same = bodies["prism-page"] == bodies["ours"]
+        equal_json = json.loads(bodies["prism-page"]) == json.loads(bodies["ours"])
+        print(
+            "\nlist 30, like for like: Prism's page is the sandbox's page "
+            + (
+                "byte for byte"
+                if same
+                else "as JSON, not byte for byte"
+                if equal_json
+                else "NOT (the sandbox's page changed after it was copied)"
+            )
+            + f": {sizes['list']['prism-page']:,} and {sizes['list']['ours']:,} bytes "
+            f"(Prism's own example: {sizes['list']['prism']:,} bytes)"
+        )
+
+    targets: list[tuple[str, str, bool]] = []
+
+    def ratio_target(op: str, other: str, need: float, label: str) -> None:
+        by = summaries.get(op, {})
+        if other in by and "ours" in by:
+            value = by["ours"].rps / by[other].rps
+            noap = by["ours-noap"].rps / by[other].rps if "ours-noap" in by else float("nan")
+            targets.append((label, f"{value:.2f}x ({noap:.2f}x)", value >= need))
+
+    ratio_target("retrieve", "prism", 1.5, "retrieve >= 1.5x Prism silent")
+    ratio_target("list", "prism", 0.75, "list 30 >= 0.75x Prism (its empty page)")
+    ratio_target("list", "prism-page", 1.5, "list 30 >= 1.5x Prism (the same page)")
+    ratio_target("create", "prism", 1.0, "create >= 1x Prism silent")
+    ratio_target("update", "prism", 1.0, "update >= 1x Prism silent")
+    for op in ("retrieve", "list"):
+        by = summaries.get(op, {})
+        if "ours" in by:
+            p99, noap = by["ours"].p99, by.get("ours-noap")
+            beside = f" ({noap.p99:.1f})" if noap else ""
+            targets.append(
+                (
+                    f"{OP_TITLES[op]} p99 < 10 ms at {args.connections} connections",
+                    f"{p99:.1f} ms{beside}",
+                    p99 < 10,
+                )
+            )
+    by = summaries.get("retrieve", {})
+    if "minimal" in by and "ours" in by:
+        share = by["ours"].rps / by["minimal"].rps
+        noap_share = by["ours-noap"].rps / by["minimal"].rps if "ours-noap" in by else 0
+        targets.append(
+            (
+                "retrieve >= 35% of minimal ASGI + validation",
+                f"{share:.0%} ({noap_share:.0%})",
+                share >= 0.35,
+            )
+        )
+    if scaling:
+        print(
+            f"\nstart-up to the first answer: {restart_startup:.2f} s on the existing "
+            f"{args.size:,} file; with the world built and loaded at start-up: "
+            f"{ours.startup:.2f} s ({args.size:,}), {big_startup:.2f} s ({args.big:,})"
+        )
+        print(
+            f"resident memory: {rss_small:.0f} MB with {args.size:,} after the runs, "
+            f"{rss_big:.0f} MB with {args.big:,} (loaded at start-up)"
+        )
+        targets.append(
+            (
+                "start-up < 1 s on an existing file",
+                f"{restart_startup:.2f} s",
+                restart_startup < 1.0,
+            )
+        )
+        targets.append((f"{args.big:,} world < 300 MB", f"{rss_big:.0f} MB", rss_big < 300))
+        for op, runs in scaling.items():
+            small, big = Summary.of(runs["small"]), Summary.of(runs["big"])
+            change = (big.rps / small.rps - 1) * 100
+            print(
+                f"{OP_TITLES[op]} with {args.big:,}: {big.rps:,.0f} req/s "
+                f"({big.rps_min:,.0f}-{big.rps_max:,.0f}), p99 {big.p99:.1f} ms; with "
+                f"{args.size:,} in the same rotation: {small.rps:,.0f} req/s ({change:+.1f}%)"
+            )
+            targets.append(
+                (
+                    f"{OP_TITLES[op]} at {args.big:,} within 10% of {args.size:,}",
+                    f"{change:+.1f}%",
+                    change > -10,
+                )
+            )
+    print("\ntargets (the sandbox as users run it; --no-autopilot in brackets)")
+    for label, value, ok in targets:
+        print(f"  {label:<48} {value:>16}  {'met' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import connexion
 import inflection
-from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
+from connexion.middleware import MiddlewarePosition
 from connexion.middleware.swagger_ui import SwaggerUIAPI, SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
 from vpp_sandbox import openapi
-from vpp_sandbox.mock_server import errors, speedups
+from vpp_sandbox.mock_server import documents, errors, speedups
 from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
@@ -66,11 +66,11 @@ async def caller_of(state: AppState, headers: Mapping[str, str]) -> tuple[bool, 
     try:
         claims = await state.authenticator.claims_of(headers)
         if claims is None:
-            return False, datetime.now(UTC)
+            return False, state.clock.real()
         namespace = Namespace(str(claims["account_id"]), bool(claims["live_mode"]))
         return namespace.live_mode, await state.clock.now(namespace)
     except Exception:
-        return False, datetime.now(UTC)
+        return False, state.clock.real()
 
 
 class _ServedSpec(SwaggerUIAPI):  # type: ignore[misc]
@@ -109,10 +109,9 @@ class _SwaggerUI(SwaggerUIMiddleware):  # type: ignore[misc]
 
 
 def _middlewares() -> list[Any]:
-    return [
-        _SwaggerUI if m is SwaggerUIMiddleware else m
-        for m in ConnexionMiddleware.default_middlewares
-    ]
+    """Connexion's middleware list (with speedups' prepared response validation when its
+    version guard allows), serving `_ServedSpec`s for Swagger UI."""
+    return [_SwaggerUI if m is SwaggerUIMiddleware else m for m in speedups.middlewares()]
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -131,6 +130,7 @@ def create_app(
     /_sandbox (its own spec, Swagger UI at /_sandbox/ui/), with the same auth and errors.
     """
     speedups.install()
+    documents.prepare()
     store = store if store is not None else open_store(settings.db)
     accounts = Accounts(
         settings.accounts,
@@ -187,7 +187,12 @@ def create_app(
         validate_responses=True,
         validator_map=validator_map(),
     )
-    errors.install(app, routes, caller=lambda headers: caller_of(state, headers))
+    async def authenticated(headers: Mapping[str, str]) -> bool:
+        return await state.authenticator.claims_of(headers) is not None
+
+    errors.install(
+        app, routes, caller=lambda headers: caller_of(state, headers), authenticated=authenticated
+    )
     router = errors.Router(routes)
 
     async def render(scope: Scope, send: Send, code: str, message: str) -> None:

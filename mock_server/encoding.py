@@ -1,20 +1,44 @@
-"""JSON responses encoded with orjson, and stored JSON passed through as it is."""
+"""JSON responses encoded with orjson, and stored JSON passed through as it is.
+
+A handler puts a stored participation into its answer as `stored(text)`: the text is written
+into the response without being decoded and encoded again. It was checked against the spec
+when it was written (`mock_server.documents`), so response validation need not parse and
+check it again: the jsonifier leaves the response's shape for the validator, every stored
+document replaced by `STORED_PLACEHOLDER`, keyed to the exact bytes it produced
+(`take_shape`). The validator checks that shape, which accepts the placeholder only where the
+spec expects a VppParticipation (`mock_server.validation`).
+"""
 
 from __future__ import annotations
 
+import math
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from connexion.jsonifier import Jsonifier
 
-__all__ = ["OrjsonJsonifier", "Stored", "stored"]
+__all__ = [
+    "STORED_KEY",
+    "STORED_PLACEHOLDER",
+    "OrjsonJsonifier",
+    "Stored",
+    "shape_of",
+    "stored",
+    "take_shape",
+]
 
 Stored = orjson.Fragment
 
+# What stands for a stored document in a response's shape: an object no API object can be
+# (a key with a NUL character), so only a schema made to accept it does.
+STORED_KEY = "\x00stored"
+STORED_PLACEHOLDER: dict[str, bool] = {STORED_KEY: True}
+
 
 def stored(text: str) -> Stored:
-    """Stored JSON text, written into a response without being decoded and encoded again."""
+    """Stored JSON text (checked when it was written), sent without decoding and encoding."""
     return orjson.Fragment(text)
 
 
@@ -24,8 +48,61 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+class _NotPlain(Exception):
+    """A value whose JSON form is not itself (a Decimal, a datetime, NaN, a subclass)."""
+
+
+def _shape(value: Any, found: list[bool]) -> Any:
+    kind = type(value)
+    if kind is orjson.Fragment:
+        found[0] = True
+        return STORED_PLACEHOLDER
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out[key] = _shape(item, found)
+        return out
+    if kind is list:
+        return [_shape(item, found) for item in value]
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float and math.isfinite(value):
+        return value
+    raise _NotPlain  # orjson writes it in another form (or as null): validate the bytes
+
+
+def shape_of(data: Any) -> Any | None:
+    """`data` with every stored document replaced by the placeholder; None if it holds none,
+    or holds anything whose JSON is not itself (then only the encoded bytes say the truth)."""
+    found = [False]
+    try:
+        shape = _shape(data, found)
+    except _NotPlain:
+        return None
+    return shape if found[0] else None
+
+
+# The last body the jsonifier encoded in this request (each request runs in its own task and
+# context) and its shape: the response validator takes it only for those very bytes.
+_SHAPE: ContextVar[tuple[bytes, Any] | None] = ContextVar("vpp_response_shape", default=None)
+
+
+def take_shape(body: bytes) -> Any | None:
+    """The shape of `body` if the jsonifier produced exactly this object in this request."""
+    entry = _SHAPE.get()
+    if entry is None or entry[0] is not body:
+        return None
+    _SHAPE.set(None)
+    return entry[1]
+
+
 class OrjsonJsonifier(Jsonifier):  # type: ignore[misc]
     """Connexion's jsonifier with orjson: several times faster than `json.dumps` on a page."""
 
     def dumps(self, data: Any, **kwargs: Any) -> bytes:
-        return orjson.dumps(data, default=_default, option=orjson.OPT_NAIVE_UTC)
+        body = orjson.dumps(data, default=_default, option=orjson.OPT_NAIVE_UTC)
+        shape = shape_of(data)
+        _SHAPE.set(None if shape is None else (body, shape))
+        return body

@@ -14,6 +14,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from vpp_sandbox.mock_server.accounts import AccountError
+from vpp_sandbox.mock_server.documents import InvalidDocument
 from vpp_sandbox.mock_server.lifecycle import LifecycleError, format_time
 from vpp_sandbox.mock_server.store import StoreError
 
@@ -210,11 +211,13 @@ def install(
     spec: Mapping[str, Any],
     *,
     caller: Callable[[Mapping[str, str]], Awaitable[tuple[bool, datetime]]],
+    authenticated: Callable[[Mapping[str, str]], Awaitable[bool]],
 ) -> None:
     """Register handlers so that every error leaves the app as a Flatpeak error object.
 
     `caller(headers)` gives the error body's `live_mode` and `time_created`: the mode and the
     namespace's (virtual) clock of a valid bearer token, else test mode and real time.
+    `authenticated(headers)`: the request carries a valid bearer token.
     """
     router = Router(spec)
 
@@ -294,7 +297,19 @@ def install(
             # request.url drops newlines and tabs (urlsplit does): the scope keeps them.
             control = _CONTROL_CHARACTER.search(str(request.scope.get("path", "")))
             if control is not None:
-                # Starlette routes no path with a newline in it: say what is wrong with it.
+                # Starlette routes no path with a newline in it. Where it would be a VPP
+                # operation, the token comes first (rule 14), as on every other request.
+                if path.startswith("/vpp-participations") and not await authenticated(
+                    request.headers
+                ):
+                    sent = bool(request.headers.get("authorization"))
+                    return await render(
+                        request,
+                        "token_invalid" if sent else "authentication_required",
+                        "Send Authorization: Bearer <token>, with a valid token from GET /login "
+                        "(HTTP Basic: your account id and API key).",
+                    )
+                # Say what is wrong with it.
                 return await render(
                     request,
                     "invalid_parameter",
@@ -328,6 +343,11 @@ def install(
             "The request body is not valid UTF-8 JSON; send it encoded as UTF-8.",
         )
 
+    async def on_refused_write(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        # A document that broke the spec was refused before the write: nothing changed.
+        log.error("sandbox bug on %s %s: %s", request.method, request.url.path, exc)
+        return await render(request, "internal_error", INTERNAL_MESSAGE)
+
     async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return await render(request, "internal_error", unexpected(request))
@@ -337,6 +357,7 @@ def install(
         (LifecycleError, on_domain_error),
         (StoreError, on_domain_error),
         (AccountError, on_domain_error),
+        (InvalidDocument, on_refused_write),
         (ProblemException, on_problem),
         (HTTPException, on_http),
         (UnicodeDecodeError, on_decode),

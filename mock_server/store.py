@@ -33,6 +33,7 @@ import orjson
 
 from vpp_sandbox.mock_server.accounts import AccountDeletion, AccountRecord
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
+from vpp_sandbox.mock_server.documents import check_document
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
 
 __all__ = [
@@ -215,12 +216,16 @@ def row_of(
     version: int = 1,
     time_created: datetime | None = None,
 ) -> Row:
-    """The stored row of `p` whose API JSON is `body` (default: `p.encode()`).
+    """The stored row of `p` whose API JSON is `body` (default: `p.encode()`), checked
+    against the spec's participation schema (`documents.check_document`; a mock bug is then a
+    500 before anything is written, and reads pass stored documents through unchecked).
 
     A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
     the moved `time_created` and `next_due`.
     """
     state = p.current_state
+    document = p.encode() if body is None else body
+    check_document(document)  # before any write: a document that breaks the spec is never stored
     return (
         p.id,
         p.account_id,
@@ -232,7 +237,7 @@ def row_of(
         format_time(time_created or p.time_created),
         p.scenario,
         version,
-        p.encode() if body is None else body,
+        document,
         None if next_due is None else format_time(next_due),
     )
 

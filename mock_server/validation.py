@@ -3,7 +3,8 @@
 Validation is never skipped, only made fast: every schema is compiled once with jsonschema-rs
 (Rust) and checked with it; only when it says "invalid" does Connexion's jsonschema validator run
 again, to decide (it is the reference) and to name the field in the message. Response bodies
-are validated the same way.
+are validated the same way, except the stored participations in them: those were checked when
+they were written (`mock_server.documents`), and only what is around them is checked again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from jsonschema import Draft4Validator, FormatChecker, ValidationError, validato
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope
 
+from vpp_sandbox.mock_server.documents import participation_schema
+from vpp_sandbox.mock_server.encoding import STORED_KEY, take_shape
 from vpp_sandbox.mock_server.errors import ApiError
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "ecma_pattern",
     "unstorable",
     "validator_map",
+    "with_stored_slots",
 ]
 
 
@@ -445,12 +449,28 @@ def _reject_constant(name: str) -> Any:
 
 
 class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ignore[misc]
-    """Connexion's response check (a 500 naming the field), with the compiled schema first."""
+    """Connexion's response check (a 500 naming the field), with the compiled schema first.
+
+    Stored participations in the body were checked when they were written
+    (`mock_server.documents`): when the jsonifier left the body's shape (`encoding.take_shape`),
+    the shape is checked instead of the parsed bytes, against the schema with each
+    VppParticipation replaced by a slot that takes exactly the placeholder of a stored
+    document. So the envelope (a list's `object`, `url`, `has_more`, `data`) is checked on every
+    response, and a stored document only where the spec expects a participation. Anything
+    else, or a shape the slots refuse, is parsed and checked whole, as before.
+    """
 
     def _parse(self, stream: Any) -> Any:
-        raw = b"".join(stream)
-        if not raw:
+        chunks = [chunk for chunk in stream if chunk]
+        if not chunks:
             return None
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        shape = take_shape(raw)
+        if shape is not None:
+            return _Shaped(raw, shape)
+        return self._parse_raw(raw)
+
+    def _parse_raw(self, raw: bytes) -> Any:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -461,7 +481,60 @@ class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ign
         return _ResponseValidator(self._schema, format_checker=FORMAT_CHECKER)
 
     def _validate(self, body: Any) -> None:
+        if isinstance(body, _Shaped):
+            check_shape = with_stored_slots(self._schema)
+            if check_shape is not None and check_shape(body.shape):
+                return
+            body = self._parse_raw(body.raw)
         check = compiled(self._schema, "response")
         if check is not None and check(body):
             return
         super()._validate(body)
+
+
+class _Shaped:
+    """A response body as encoded (`raw`) and its shape with stored documents as placeholders."""
+
+    __slots__ = ("raw", "shape")
+
+    def __init__(self, raw: bytes, shape: Any) -> None:
+        self.raw = raw
+        self.shape = shape
+
+
+# What a VppParticipation becomes in a shape's schema: the placeholder, and nothing else.
+_STORED_SLOT = {
+    "type": "object",
+    "required": [STORED_KEY],
+    "properties": {STORED_KEY: {"enum": [True]}},
+    "additionalProperties": False,
+}
+# id(schema) -> (schema, check of its shapes, or None when it has no VppParticipation)
+_SLOTTED: dict[int, tuple[Any, Callable[[Any], bool] | None]] = {}
+
+
+def _slot_participations(node: Any, participation: dict[str, Any], found: list[int]) -> Any:
+    if isinstance(node, dict):
+        # Connexion hangs the spec's `components` on the schemas it hands out (and the
+        # compiled schema drops them): they are not part of what the body must be.
+        own = {k: v for k, v in node.items() if k != "components"}
+        if own == participation:
+            found[0] += 1
+            return _STORED_SLOT
+        return {k: _slot_participations(v, participation, found) for k, v in own.items()}
+    if isinstance(node, list):
+        return [_slot_participations(item, participation, found) for item in node]
+    return node
+
+
+def with_stored_slots(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """`is_valid` of `schema` with each VppParticipation a slot for a stored document's
+    placeholder (compiled once per schema); None if the schema has no VppParticipation."""
+    hit = _SLOTTED.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    found = [0]
+    slotted = _slot_participations(schema, participation_schema(), found)
+    check = compiled(slotted, "response") if found[0] else None
+    _SLOTTED[id(schema)] = (schema, check)  # `compiled` keeps `slotted` alive with its check
+    return check

@@ -252,7 +252,7 @@ def test_the_fast_world_rows_equal_shifting_then_storing(name: str) -> None:
     for _, p in world.participations:
         moved = shift(p, delta)
         fast = shifted_row(STORE, p, delta)
-        assert fast[:10] + fast[11:] == STORE.row(moved, "")[:10] + STORE.row(moved, "")[11:]
+        assert fast[:10] + fast[11:] == STORE.row(moved)[:10] + STORE.row(moved)[11:]
         assert json.loads(fast[10]) == moved.to_json()
 
 
