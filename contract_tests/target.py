@@ -40,6 +40,9 @@ class Target:
     base_url: str = "http://testserver"
     app: Any = None
     second: Credentials | None = None
+    # The target's token signing key, when the tester has it (staging only): it makes a
+    # genuine expired token; without it that check is reported as not made.
+    jwt_secret: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))

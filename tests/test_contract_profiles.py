@@ -1,0 +1,47 @@
+"""Which profile catches which planted defect: `default` every one, `quick` all but the ones
+only a full tour reaches. The table in docs/coverage.md must say the same."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.contract_defects import Defect
+from tests.defect_runs import ALL_DEFECTS, QUICK_MISSES, caught, run
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["quick", "default"])
+@pytest.mark.parametrize("defect", ALL_DEFECTS, ids=lambda d: d.name)
+def test_the_profile_catches_the_defect_and_names_its_rule(defect: Defect, profile: str) -> None:
+    report = run(defect, profile)
+    expected = profile == "default" or defect.name not in QUICK_MISSES
+    assert caught(defect, report) is expected, report.render()
+    if expected:
+        named = [f for f in report.failures if f.check == defect.check]
+        assert all(f.rule == defect.rule and f"rule {defect.rule} (" in f.message for f in named)
+        assert any(f.exchange is not None and f.curl.startswith("curl ") for f in named), (
+            "the failure carries no exchange or reproduction"
+        )
+
+
+def test_quick_misses_only_what_it_does_not_sample() -> None:
+    assert len(ALL_DEFECTS) >= 40
+    assert len({d.name for d in ALL_DEFECTS}) == len(ALL_DEFECTS)
+    assert {d.name for d in ALL_DEFECTS} >= QUICK_MISSES
+    assert len(QUICK_MISSES) <= 2  # "quick catches nearly all"
+
+
+def test_the_docs_table_matches_the_defects() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (\S+) \| `(\w+)` \| (\S+) \| (\S+) \|$", DOC.read_text(),
+                      re.M)
+    documented = {name: (rule, check, quick, default) for name, rule, check, quick, default in rows}
+    expected = {
+        d.name: (d.rule, d.check, "no" if d.name in QUICK_MISSES else "yes", "yes")
+        for d in ALL_DEFECTS
+    }
+    assert documented == expected
