@@ -15,6 +15,7 @@ from vpp_sandbox.contract_tests.target import Exchange
 __all__ = [
     "default_time_is_request_time",
     "duplicate_enrolment_refused",
+    "error_names_its_cause",
     "expired_token_rejected",
     "foreign_cursor_refused",
     "foreign_id_not_found",
@@ -158,6 +159,15 @@ def walk_took_legal_moves(taken: int, sent: int) -> bool:
         never = ": the target never moved, so the lifecycle was not exercised" if not taken else ""
         raise broken("-", f"{sent - taken} of {sent} legal moves were not taken{never}")
     return bool(sent)
+
+
+@scripted("§7")
+def error_names_its_cause(answer: Exchange, status: int, code: str, what: str) -> bool:
+    """Section 7: an error has the status and code of its cause (unknown id 404
+    participation_not_found, malformed JSON 400 invalid_request_body, a body that is not JSON
+    415, an unknown route 404 route_not_found, a wrong method 405)."""
+    _answered(answer, status, (code,), "-", what)
+    return True
 
 
 # -- rules 13 and 14 ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from vpp_sandbox.contract_tests import scripted_checks as sc
 from vpp_sandbox.contract_tests.ledger import Observation
 from vpp_sandbox.contract_tests.report import Options, SuiteResult
 from vpp_sandbox.contract_tests.session import VPP, Session, random_id
-from vpp_sandbox.contract_tests.target import Credentials, Exchange
+from vpp_sandbox.contract_tests.target import Credentials, Exchange, Raw
 
 __all__ = [
     "TO_ACTIVE",
@@ -124,8 +124,29 @@ def run_cross_request(session: Session, options: Options) -> SuiteResult:
             read_back(session, pid, device)
         again = session.create(device_id=device, programme_id=p["programme"]["id"])
         session.expect(sc.terminal_frees_the_device, again, pid)
+        _errors(session)
 
     return timed("cross-request", session, body)
+
+
+def _errors(session: Session) -> None:
+    """Errors of every kind carry the status and code of their cause (section 7)."""
+    token = session.token()
+    text = {"Content-Type": "text/plain"}
+    for what, answer, status, code in (
+        ("an unknown participation id", session.retrieve(random_id("vpp")), 404,
+         "participation_not_found"),
+        ("malformed JSON", session.call("POST", VPP, token=token, body=Raw('{"device_id": ')),
+         400, "invalid_request_body"),
+        ("a body that is not JSON", session.call("POST", VPP, token=token, headers=text,
+                                                 body=Raw("device_id=dev_1")), 415,
+         "unsupported_media_type"),
+        ("an unknown route", session.call("GET", VPP + "-list", token=token), 404,
+         "route_not_found"),
+        ("a method the path does not take", session.call("DELETE", VPP, token=token), 405,
+         "method_not_allowed"),
+    ):
+        session.expect(sc.error_names_its_cause, answer, status, code, what)
 
 
 # -- rule 14 ---------------------------------------------------------------------------------------
