@@ -16,7 +16,7 @@ import pytest
 
 from tests.contract_defects import DEFECTS
 from tests.defect_runs import SEED, target
-from vpp_sandbox.contract_tests.html_report import render_html, write_html
+from vpp_sandbox.contract_tests.html_report import render_html, transition_svg, write_html
 from vpp_sandbox.contract_tests.report import Report
 from vpp_sandbox.contract_tests.runner import options_for, run_suites
 
@@ -91,11 +91,9 @@ def _pixels(png: bytes) -> tuple[int, int, list[bytes]]:
     return width, channels, rows
 
 
-def _has_colour(rows: list[bytes], channels: int, colour: tuple[int, int, int]) -> bool:
+def _count(rows: list[bytes], channels: int, colour: tuple[int, int, int]) -> int:
     wanted = bytes(colour)
-    return any(
-        row[i:i + 3] == wanted for row in rows for i in range(0, len(row), channels)
-    )
+    return sum(row[i:i + 3] == wanted for row in rows for i in range(0, len(row), channels))
 
 
 @pytest.mark.slow
@@ -117,6 +115,14 @@ def test_a_headless_browser_renders_the_report(report: Report, tmp_path: Path) -
     _chromium(f"--screenshot={shot}", "--window-size=1300,1800", page.as_uri())
     width, channels, rows = _pixels(shot.read_bytes())
     assert width == 1300 and len(rows) == 1800
-    assert _has_colour(rows, channels, FAILED_RED), "the FAILED badge is not drawn"
-    assert _has_colour(rows, channels, TAKEN_GREEN), "no taken edge is drawn"
-    assert len({row for row in rows}) > 200, "the page is (nearly) blank"
+    assert _count(rows, channels, FAILED_RED) > 300, "the FAILED badge is not drawn"
+    assert len(set(rows)) > 200, "the page is (nearly) blank"
+    # The graph on its own: 36 taken edges drawn as thick green lines (about 10,000 pixels of
+    # exactly that green; arrowheads and counts alone are a few hundred).
+    graph = tmp_path / "graph.html"
+    svg = transition_svg(dict(report.coverage.edges))
+    graph.write_text(f"<!DOCTYPE html><html><body style='margin:0'>{svg}</body></html>")
+    drawn = tmp_path / "graph.png"
+    _chromium(f"--screenshot={drawn}", "--window-size=1240,470", graph.as_uri())
+    _, channels, rows = _pixels(drawn.read_bytes())
+    assert _count(rows, channels, TAKEN_GREEN) > 5000, "the taken edges are not drawn"
