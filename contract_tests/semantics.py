@@ -72,6 +72,8 @@ def _refusals(session: Session) -> None:
     later = _iso(datetime.now(UTC) + timedelta(days=1))
     cases: list[tuple[str, list[dict[str, Any]]]] = [
         ("a state in lower case", [record(ACC.lower())]),
+        ('"active"', [record("active")]),
+        ('"ACTIVE " (a trailing space)', [record("ACTIVE ")]),
         ("a state with a trailing space", [record(ACC + " ")]),
         ("a state with a leading space", [record(" " + ACC)]),
         ("a state in title case", [record(ACC.title())]),

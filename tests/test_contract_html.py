@@ -104,7 +104,8 @@ def test_a_headless_browser_renders_the_report(report: Report, tmp_path: Path) -
     write_html(report, page)
     dom = _chromium("--dump-dom", page.as_uri()).stdout
     assert '<span class="badge fail" id="verdict">FAILED</span>' in dom
-    assert dom.count('<details class="failure" open="">') == len(report.failures)
+    assert dom.count('<details class="failure"') == len(report.failures)
+    assert dom.count('<details class="failure" open="">') == min(10, len(report.failures))
     assert "control_active_iff_active" in dom and "reproduce" in dom
     for table in ('class="suites"', 'class="rules"', 'class="edges"', 'class="matrix"',
                   'class="statuses"'):
