@@ -12,7 +12,7 @@ import jsonschema_rs
 
 from vpp_sandbox import openapi
 
-__all__ = ["documented_statuses", "request_problem", "response_problem"]
+__all__ = ["documented_statuses", "request_problem", "response_problem", "rfc3339"]
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -54,9 +54,32 @@ def _table() -> dict[str, dict[int, Callable[[Any], str | None] | None]]:
     return table
 
 
-def _compile(schema: dict[str, Any], components: dict[str, Any]) -> Callable[[Any], str | None]:
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$"
+)
+
+
+def rfc3339(value: str) -> bool:
+    """RFC 3339 date-time as its grammar allows (lower-case t and z, a leap second): what a
+    client may send. Responses are held to more (UTC, whole seconds, "Z") by the §2 check."""
+    m = _RFC3339.match(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    offset_ok = m.group(9) is None or (int(m.group(9)) <= 23 and int(m.group(10)) <= 59)
+    return (1 <= month <= 12 and 1 <= day <= days[month - 1] and hour <= 23 and minute <= 59
+            and second <= 60 and offset_ok)
+
+
+def _compile(
+    schema: dict[str, Any], components: dict[str, Any], *, request: bool = False
+) -> Callable[[Any], str | None]:
     root = {**_draft4(schema), "components": components}
-    validator = jsonschema_rs.Draft4Validator(root, validate_formats=True)
+    # Requests: a time is any RFC 3339 date-time (a server may not refuse one the RFC allows).
+    formats = {"date-time": rfc3339} if request else None
+    validator = jsonschema_rs.Draft4Validator(root, validate_formats=True, formats=formats)
 
     def problem(instance: Any) -> str | None:
         for error in validator.iter_errors(instance):
@@ -106,10 +129,10 @@ def _requests() -> dict[str, dict[str, Callable[[Any], str | None]]]:
             for param in [*shared, *op.get("parameters", [])]:
                 if "$ref" in param:
                     param = spec["components"]["parameters"][param["$ref"].rsplit("/", 1)[1]]
-                found[param["name"]] = _compile(param["schema"], components)
+                found[param["name"]] = _compile(param["schema"], components, request=True)
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             if "schema" in body:
-                found["body"] = _compile(body["schema"], components)
+                found["body"] = _compile(body["schema"], components, request=True)
             out[op["operationId"]] = found
     return out
 
