@@ -1,10 +1,11 @@
 """Running the contract's checks on an exchange, in our suites, in Schemathesis, on live traffic.
 
 The checks themselves live in `object_checks` (one response), `request_checks` (a response
-against its request and what was seen before) and `scripted_checks` (several responses of a
-suite's script); each is registered once with its rule (`findings.register`). Every
-per-response check is also registered as a Schemathesis check of the same name, active only
-while a contract run has activated its ledger.
+against its request and what was seen before), `list_checks` (a page against its parameters and
+every participation known) and `scripted_checks` (several responses of a suite's script); each
+is registered once with its rule (`findings.register`). Every per-response check is also
+registered as a Schemathesis check of the same name, active only while a contract run has
+activated its ledger.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import schemathesis
 
-from vpp_sandbox.contract_tests import object_checks, request_checks, scripted_checks
+from vpp_sandbox.contract_tests import list_checks, object_checks, request_checks, scripted_checks
 from vpp_sandbox.contract_tests.findings import REGISTRY, Check, Violation
 from vpp_sandbox.contract_tests.ledger import Ledger, Observation, exchange_from_prepared
+from vpp_sandbox.contract_tests.list_checks import *  # noqa: F403
 from vpp_sandbox.contract_tests.object_checks import *  # noqa: F403  (one namespace of checks)
 from vpp_sandbox.contract_tests.request_checks import *  # noqa: F403
 from vpp_sandbox.contract_tests.scripted_checks import *  # noqa: F403
@@ -31,15 +33,16 @@ __all__ = [
     "judge",
     *object_checks.__all__,
     *request_checks.__all__,
+    *list_checks.__all__,
     *scripted_checks.__all__,
 ]
 
 CheckFn = Check[[Observation]]
 
-# Every per-response check, in registration order (rules 1-9, §1, §2, §7, then 10-15, §4, §6).
+# Every per-response check, in registration order (1-9, §1, §2, §7, then 10-14, §4, §6, 15).
 CHECKS: list[CheckFn] = [
     c
-    for module in (object_checks, request_checks)
+    for module in (object_checks, request_checks, list_checks)
     for c in vars(module).values()
     if isinstance(c, Check) and c.info.per_response
 ]
