@@ -1,4 +1,7 @@
-"""What the suite has seen so far: tokens, owners and views of participations (rules 9-13)."""
+"""What the suite has seen so far: tokens, owners and views of participations (rules 9-15).
+
+The ledger also holds the run's Coverage, so whatever goes through the checks is counted.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from vpp_sandbox.contract_tests.coverage import Coverage
 from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = [
     "Identity",
+    "Known",
     "Ledger",
     "Observation",
     "Seen",
@@ -25,6 +30,8 @@ __all__ = [
 ]
 
 VPP = "/vpp-participations"
+# Sandbox control calls that empty a namespace (seen when the checks watch live traffic).
+_EMPTYING = frozenset({"/_sandbox/reset", "/_sandbox/world"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +53,24 @@ class Seen:
 
 
 @dataclass(frozen=True, slots=True)
+class Known:
+    """A participation known to exist in the namespace (lists must show it: there is no
+    delete)."""
+
+    time_created: str
+    id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """One exchange plus what was known before it: the single argument of every check."""
 
     exchange: Exchange
     identity: Identity | None
     before: Mapping[str, Seen] = field(default_factory=dict)
+    # For lists: every participation known in the token's namespace before the exchange.
+    namespace: tuple[Known, ...] = ()
 
     @property
     def operation(self) -> str:
@@ -98,6 +117,7 @@ class Ledger:
     def __init__(self) -> None:
         self.tokens: dict[str, Identity] = {}
         self.objects: dict[str, Seen] = {}
+        self.coverage = Coverage()
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, tuple[object, Observation]] = OrderedDict()
 
@@ -122,7 +142,11 @@ class Ledger:
             obs = Observation(exchange, identity)
             ids = {str(p.get("id")) for p in obs.participations()} | {str(obs.path_id)}
             before = {i: _copy(self.objects[i]) for i in ids if i in self.objects}
-            obs = Observation(exchange, identity, before)
+            namespace: tuple[Known, ...] = ()
+            if obs.operation == "listVppParticipations" and identity is not None:
+                namespace = self._namespace(identity)
+            obs = Observation(exchange, identity, before, namespace)
+            self.coverage.saw(obs)
             self._learn(obs)
             if key is not None:
                 self._cache[id(key)] = (key, obs)
@@ -130,8 +154,25 @@ class Ledger:
                     self._cache.popitem(last=False)
             return obs
 
+    def _namespace(self, identity: Identity) -> tuple[Known, ...]:
+        out = []
+        for pid, seen in self.objects.items():
+            if seen.owner == identity:
+                view = seen.view
+                out.append(
+                    Known(str(view.get("time_created")), pid, str(view.get("device_id")))
+                )
+        return tuple(out)
+
     def _learn(self, obs: Observation) -> None:
         op = obs.operation
+        path = obs.exchange.path.rstrip("/")
+        status = obs.exchange.status
+        if path in _EMPTYING and obs.exchange.method.upper() == "POST" and 200 <= status < 300:
+            # The sandbox's reset or world load replaced the namespace: forget what was in it.
+            for gone in [k for k, v in self.objects.items() if v.owner == obs.identity]:
+                del self.objects[gone]
+            return
         if op == "createBearerToken" and obs.exchange.status == 200:
             data = obs.exchange.data
             creds = basic_credentials(_header(obs.exchange.headers, "authorization"))

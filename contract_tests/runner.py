@@ -20,16 +20,16 @@ from dataclasses import replace
 import requests
 
 from vpp_sandbox.contract_tests.conformance import run_conformance, run_stateful
+from vpp_sandbox.contract_tests.html_report import write_html
+from vpp_sandbox.contract_tests.junit import write_junit
 from vpp_sandbox.contract_tests.ledger import Ledger
+from vpp_sandbox.contract_tests.lists import run_pagination
 from vpp_sandbox.contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
+from vpp_sandbox.contract_tests.semantics import run_semantics
 from vpp_sandbox.contract_tests.session import Session
-from vpp_sandbox.contract_tests.suites import (
-    run_cross_request,
-    run_isolation,
-    run_pagination,
-    run_security,
-)
+from vpp_sandbox.contract_tests.suites import run_cross_request, run_isolation, run_security
 from vpp_sandbox.contract_tests.target import Credentials, Target
+from vpp_sandbox.contract_tests.transitions import run_transitions
 from vpp_sandbox.contract_tests.walk import run_walk
 
 __all__ = ["SUITES", "options_for", "run", "run_suites"]
@@ -40,8 +40,10 @@ SUITES: dict[str, Suite] = {
     "conformance": run_conformance,
     "stateful": run_stateful,
     "lifecycle": run_walk,
+    "transitions": run_transitions,
+    "semantics": run_semantics,
     "cross-request": run_cross_request,
-    "security": lambda s, o: run_security(s, o, os.environ.get("VPP_CONTRACT_JWT_SECRET")),
+    "security": run_security,
     "isolation": run_isolation,
     "pagination": run_pagination,
 }
@@ -58,20 +60,29 @@ def options_for(
 
 
 def run_suites(
-    target: Target, options: Options, suites: Sequence[str] | None = None
+    target: Target,
+    options: Options,
+    suites: Sequence[str] | None = None,
+    *,
+    profile: str = "",
+    min_coverage: float | None = None,
 ) -> Report:
-    """Run the named suites (all by default) and return what they found."""
+    """Run the named suites (all by default) and return what they found and covered."""
     ledger = Ledger()
-    report = Report(seed=options.seed)
+    report = Report(
+        seed=options.seed,
+        coverage=ledger.coverage,
+        profile=profile,
+        target=target.base_url,
+        min_coverage=min_coverage,
+    )
     for name in suites or list(SUITES):
         started = time.monotonic()
         with Session(target, ledger, suite=name) as session:
             try:
                 result = SUITES[name](session, options)
             except Exception as exc:  # a dead server or a bug: report it, run the other suites
-                session.fail(
-                    f"rule - ({name}_aborted): participation -: {type(exc).__name__}: {exc}"
-                )
+                session.error(f"{name}_aborted", f"{type(exc).__name__}: {exc}")
                 result = SuiteResult(name, cases=session.calls, failures=list(session.failures))
             result.seconds = result.seconds or time.monotonic() - started
             if name not in ("conformance", "stateful"):
@@ -100,9 +111,15 @@ def run(args: argparse.Namespace) -> int:
     if args.second_account_id:
         second = Credentials(args.second_account_id, args.second_api_key)
     target = Target(
-        Credentials(args.account_id, args.api_key), base_url=args.base_url, second=second
+        Credentials(args.account_id, args.api_key),
+        base_url=args.base_url,
+        second=second,
+        jwt_secret=os.environ.get("VPP_CONTRACT_JWT_SECRET") or None,
     )
     options = options_for(args.profile, seed=args.seed, max_examples=args.max_examples)
+    if args.min_coverage is not None and not 0 <= args.min_coverage <= 100:
+        print("--min-coverage is a percentage from 0 to 100", file=sys.stderr)
+        return 2
     print(
         f"VPP contract suite: {target.base_url} · profile {args.profile} · seed {options.seed}",
         flush=True,
@@ -118,11 +135,16 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # the credentials do not log in: nothing else can be tested
         print(str(exc), file=sys.stderr)
         return 2
-    report = run_suites(target, options)
+    report = run_suites(
+        target, options, profile=args.profile, min_coverage=args.min_coverage
+    )
     print(report.render())
     if args.junit_xml:
-        report.write_junit(args.junit_xml)
+        write_junit(report, args.junit_xml)
         print(f"JUnit report: {args.junit_xml}")
+    if args.html:
+        write_html(report, args.html)
+        print(f"HTML report: {args.html}")
     if not report.passed:
         print(f"replay with: --seed {options.seed}")
     return 0 if report.passed else 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ParamSpec
 
-from vpp_sandbox.contract_tests.checks import check_exchange
+from vpp_sandbox.contract_tests.checks import judge
+from vpp_sandbox.contract_tests.findings import Check, Violation
 from vpp_sandbox.contract_tests.ledger import Identity, Ledger
 from vpp_sandbox.contract_tests.report import Failure
 from vpp_sandbox.contract_tests.target import Credentials, Exchange, HttpClient, Target
@@ -14,6 +15,7 @@ from vpp_sandbox.contract_tests.target import Credentials, Exchange, HttpClient,
 __all__ = ["Session", "random_id"]
 
 VPP = "/vpp-participations"
+P = ParamSpec("P")
 
 
 def random_id(prefix: str) -> str:
@@ -54,10 +56,32 @@ class Session:
                 text = text.replace(creds.api_key, "$VPP_API_KEY")
         return text
 
-    def fail(self, error: AssertionError | str, exchange: Exchange | None = None) -> None:
-        message = str(error)
+    def record(self, violation: Violation) -> None:
+        """Keep a broken rule as a Failure, with a reproduction of its exchange."""
+        exchange = violation.exchange
         curl = self.redact(exchange.curl()) if exchange is not None else ""
-        self.failures.append(Failure.from_message(self.suite, "-", message, curl))
+        self.failures.append(Failure.of(self.suite, violation, curl))
+
+    def error(self, check: str, message: str) -> None:
+        """The suite itself could not go on (a dead server, a bug): reported, never passed."""
+        self.failures.append(Failure(self.suite, "-", check, message, kind="error"))
+
+    def expect(self, check: Check[P], *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Make a scripted check: counted in coverage; False (and a failure) when it broke."""
+        coverage = self.ledger.coverage
+        try:
+            judged = check(*args, **kwargs)
+        except Violation as violation:
+            coverage.judged(self.suite, check.__name__, ok=False)
+            self.record(violation)
+            return False
+        if judged:
+            coverage.judged(self.suite, check.__name__, ok=True)
+        return True
+
+    def skip(self, check: Check[Any], reason: str) -> None:
+        """A check this suite cannot make here: reported SKIPPED with the reason, never PASS."""
+        self.ledger.coverage.skip(self.suite, check.__name__, reason)
 
     def call(
         self,
@@ -74,8 +98,8 @@ class Session:
             sent["Authorization"] = f"Bearer {token}"
         exchange = self.client.request(method, path, headers=sent, query=query, body=body)
         self.calls += 1
-        for _, message in check_exchange(self.ledger, exchange):
-            self.fail(message, exchange)
+        for violation in judge(self.ledger, exchange, self.suite):
+            self.record(violation)
         return exchange
 
     def token(self, creds: Credentials | None = None) -> str:

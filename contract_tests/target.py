@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import requests
 
-__all__ = ["Credentials", "Exchange", "HttpClient", "Target", "curl"]
+__all__ = ["Credentials", "Exchange", "HttpClient", "Raw", "Target", "curl"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,9 @@ class Target:
     base_url: str = "http://testserver"
     app: Any = None
     second: Credentials | None = None
+    # The target's token signing key, when the tester has it (staging only): it makes a
+    # genuine expired token; without it that check is reported as not made.
+    jwt_secret: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
@@ -50,6 +53,13 @@ class Target:
 
     def client(self) -> HttpClient:
         return HttpClient(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A request body sent exactly as written (malformed JSON, or not JSON at all)."""
+
+    text: str
 
 
 @dataclass(slots=True)
@@ -86,7 +96,8 @@ def curl(method: str, url: str, headers: Mapping[str, str], body: Any) -> str:
         else:
             parts += ["-H", shlex.quote(f"{name}: {value}")]
     if body is not None:
-        parts += ["-d", shlex.quote(json.dumps(body, separators=(",", ":")))]
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        parts += ["-d", shlex.quote(text)]
     parts.append(shlex.quote(url))
     return " ".join(parts)
 
@@ -131,7 +142,7 @@ class HttpClient:
             sent.setdefault("Content-Type", "application/json")
         q = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (query or {}).items()}
         url = self.target.base_url + path + (("?" + urlencode(q)) if q else "")
-        payload = None if body is None else json.dumps(body)
+        payload = None if body is None else body.text if isinstance(body, Raw) else json.dumps(body)
         if self.target.in_process:
             response = self._session.request(method, url, headers=sent, content=payload)
         else:
@@ -146,7 +157,7 @@ class HttpClient:
             path=path,
             query=q,
             headers=sent,
-            body=body,
+            body=body.text if isinstance(body, Raw) else body,
             status=response.status_code,
             response_headers=dict(response.headers),
             text=text,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from vpp_sandbox.contract_tests import model
+from vpp_sandbox.contract_tests import scripted_checks as sc
 from vpp_sandbox.contract_tests.report import Options, SuiteResult
 from vpp_sandbox.contract_tests.session import Session
 
@@ -30,6 +31,9 @@ class LifecycleWalk(RuleBasedStateMachine):
     """One participation per example, driven through legal and illegal updates."""
 
     session: Session
+    # Legal moves sent and taken over the whole run (class-level: Hypothesis makes a machine per
+    # example); a walk whose target never moves must not pass (walk_took_legal_moves).
+    tally: list[int]
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,9 +52,14 @@ class LifecycleWalk(RuleBasedStateMachine):
         timeline = self.view["participation_state"]
         return [str(e["state"]) for e in timeline if e["status"] != "PENDING"]
 
-    def _send(self, records: list[dict[str, Any]]) -> None:
+    def _send(self, records: list[dict[str, Any]], legal: bool = False) -> None:
         assert self.pid is not None
         answer = self.session.update(self.pid, records)
+        if legal:
+            # Taken: accepted, and the participation is in the state the move went to.
+            reached = answer.data.get("current_state") if isinstance(answer.data, dict) else None
+            self.tally[0] += 1
+            self.tally[1] += 200 <= answer.status < 300 and reached == records[-1]["state"]
         if 200 <= answer.status < 300 and isinstance(answer.data, dict):
             self.view = answer.data
         elif answer.status in (400, 409):
@@ -70,7 +79,7 @@ class LifecycleWalk(RuleBasedStateMachine):
         record: dict[str, Any] = {"state": state, "status": "IN_PROGRESS"}
         if state == "SUSPENDED":
             record["suspension_reasons"] = reasons
-        self._send([record])
+        self._send([record], legal=state in allowed and state != history[-1])
 
     @rule(data=st.data(), reasons=_reasons)
     def move_through(self, data: st.DataObject, reasons: list[str]) -> None:
@@ -93,7 +102,7 @@ class LifecycleWalk(RuleBasedStateMachine):
             if state == "SUSPENDED":
                 record["suspension_reasons"] = reasons
             records.append(record)
-        self._send(records)
+        self._send(records, legal=True)
 
     @rule(data=st.data(), reasons=_reasons)
     def fast_forward(self, data: st.DataObject, reasons: list[str]) -> None:
@@ -111,7 +120,7 @@ class LifecycleWalk(RuleBasedStateMachine):
         for record in records:
             if record["state"] == "SUSPENDED":
                 record["suspension_reasons"] = reasons
-        self._send(records)
+        self._send(records, legal=True)
 
     @rule()
     def resubmit(self) -> None:
@@ -132,8 +141,9 @@ class LifecycleWalk(RuleBasedStateMachine):
 
 def run_walk(session: Session, options: Options) -> SuiteResult:
     started = time.monotonic()
-    calls = session.calls
-    machine = type("Walk", (LifecycleWalk,), {"session": session})
+    calls, before = session.calls, len(session.failures)
+    tally = [0, 0]
+    machine = type("Walk", (LifecycleWalk,), {"session": session, "tally": tally})
     if options.seed is not None:
         machine = hypothesis.seed(options.seed)(machine)
     hypothesis.stateful.run_state_machine_as_test(
@@ -147,7 +157,8 @@ def run_walk(session: Session, options: Options) -> SuiteResult:
             print_blob=False,
         ),
     )
+    session.expect(sc.walk_took_legal_moves, tally[1], tally[0])
     return SuiteResult(
         "lifecycle", cases=session.calls - calls, seconds=time.monotonic() - started,
-        failures=list(session.failures),
+        failures=session.failures[before:],
     )

@@ -48,7 +48,8 @@ class Answer:
 
 
 class Rewriter:
-    """ASGI middleware: `before` may change the request, `after` the JSON answer."""
+    """ASGI middleware: `before` may change the request, `rewrite` its JSON body (return the
+    new body), `after` the JSON answer."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -56,11 +57,20 @@ class Rewriter:
     def before(self, request: Request, scope: Scope) -> Scope:
         return scope
 
+    async def rewrite(self, request: Request) -> Any:
+        return request.body
+
     async def after(self, request: Request, answer: Answer) -> Answer:
         return answer
 
-    async def call(self, method: str, path: str, headers: dict[str, str]) -> Answer:
+    async def call(
+        self, method: str, path: str, headers: dict[str, str], body: Any = None
+    ) -> Answer:
         """Ask the wrapped app directly (used by defects that need the current object)."""
+        raw = b"" if body is None else json.dumps(body).encode()
+        if body is not None:
+            headers = {**headers, "content-type": "application/json",
+                       "content-length": str(len(raw))}
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -75,7 +85,7 @@ class Rewriter:
             "client": ("127.0.0.1", 1),
             "server": ("testserver", 80),
         }
-        return await self._run(scope, b"")
+        return await self._run(scope, raw)
 
     async def _run(self, scope: Scope, body: bytes) -> Answer:
         delivered = False
@@ -122,6 +132,11 @@ class Rewriter:
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
         request = Request(scope["method"], scope["path"], query, headers, parsed)
         scope = self.before(request, scope)
+        rewritten = await self.rewrite(request)
+        if rewritten is not parsed:
+            body = json.dumps(rewritten).encode()
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+            scope = {**scope, "headers": [*kept, (b"content-length", str(len(body)).encode())]}
         answer = await self._run(scope, body)
         answer = await self.after(request, answer)
         payload = json.dumps(answer.data).encode() if answer.data is not None else answer.raw

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vpp_sandbox.contract_tests import checks, model
+from vpp_sandbox.contract_tests.findings import REGISTRY
 from vpp_sandbox.contract_tests.ledger import Identity, Ledger, Observation
 from vpp_sandbox.contract_tests.target import Exchange
 
@@ -45,11 +46,19 @@ def _participation(**changes: Any) -> dict[str, Any]:
     p: dict[str, Any] = {
         "object": "vpp-participation",
         "id": "vpp_" + "a" * 24,
+        "reference_id": None,
         "live_mode": False,
+        "device_id": "dev_" + "d" * 24,
+        "location_id": "loc_" + "e" * 24,
         "account_id": IDENTITY.account_id,
         "current_state": "AWAITING_CUSTOMER_CONSENT",
         "control_active": False,
+        "telemetry_active": False,
         "suspension_reasons": [],
+        "provider": {"id": "prv_" + "f" * 24, "provider_display_name": "Leap",
+                     "logo_url": "https://example.com/logo.png"},
+        "programme": {"id": "vpr_" + "0" * 24, "programme_display_name": "Powershare",
+                      "learn_more_url": "https://example.com/more"},
         "participation_state": [
             _entry("ENROLMENT_REQUESTED", "COMPLETE"),
             _entry("AWAITING_CUSTOMER_CONSENT", "IN_PROGRESS"),
@@ -82,6 +91,9 @@ def test_a_correct_object_passes_every_check() -> None:
         ({"id": "vpp_XYZ"}, "identity_matches_token"),
         ({"time_created": "2026-11-03T09:16:00Z"}, "entry_times_within_object_times"),
         ({"time_updated": "yesterday"}, "entry_times_within_object_times"),
+        ({"telemetry_active": True}, "telemetry_active_follows_timeline"),
+        ({"time_created": "2026-11-03T09:14:00Z"}, "object_times_are_exact"),
+        ({"location_id": "loc_X"}, "response_matches_schema"),
     ],
 )
 def test_each_check_names_its_rule(changes: dict[str, Any], check: str) -> None:
@@ -92,10 +104,12 @@ def test_each_check_names_its_rule(changes: dict[str, Any], check: str) -> None:
 
 
 def test_every_check_has_a_docstring_citing_its_rule() -> None:
-    for check in checks.CHECKS:
-        doc = check.__doc__ or ""
-        rule = checks.RULE_OF[check.__name__]
-        assert doc.startswith(f"Rule {rule}:") or (rule == "§7" and "Section 7" in doc), doc
+    for name, info in REGISTRY.items():
+        cited = f"Rule {info.rule}" if info.rule.isdigit() else info.rule
+        assert info.doc.startswith(cited) or (
+            info.rule == "§7" and info.doc.startswith("Section 7")
+        ), (name, info.doc)
+        assert checks.RULE_OF[name] == info.rule
 
 
 _json = st.recursive(
@@ -188,6 +202,7 @@ def test_the_ci_job_in_docs_runs_the_suite_and_keeps_the_junit_report() -> None:
     run = next(s for s in job["steps"] if s.get("name") == "Run the contract suite")
     assert run["shell"] == "bash" and "vpp-sandbox test" in run["run"]
     assert "--junit-xml reports/vpp-contract.xml" in run["run"]
+    assert "--html reports/vpp-contract.html" in run["run"]
     assert "secrets.VPP_STAGING_URL" in run["env"]["VPP_STAGING_URL"]
     keep = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert keep["if"] == "always()" and keep["with"]["path"] == "reports/"

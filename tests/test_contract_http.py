@@ -28,23 +28,30 @@ def server() -> Iterator[str]:
 def test_the_cli_passes_against_the_served_mock(
     server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    junit = tmp_path / "contract.xml"
+    junit, html = tmp_path / "contract.xml", tmp_path / "contract.html"
     first = DEFAULT_ACCOUNT[0]
     code = main([
         "test", "--base-url", server, "--account-id", first.account_id,
         "--api-key", first.api_key, "--second-account-id", SECOND.account_id,
         "--second-api-key", SECOND.api_key, "--profile", "quick", "--seed", "7",
-        "--max-examples", "3", "--junit-xml", str(junit),
+        "--max-examples", "3", "--junit-xml", str(junit), "--html", str(html),
+        "--min-coverage", "60",
     ])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "seed 7" in out and "PASSED" in out
+    assert "coverage " in out and "legal edges 36/36" in out
+    assert 'id="verdict">PASSED<' in html.read_text()
     suites = ET.parse(junit).getroot().findall("testsuite")
     assert {s.get("name") for s in suites} == {
-        "conformance", "stateful", "lifecycle", "cross-request", "security", "isolation",
-        "pagination",
+        "conformance", "stateful", "lifecycle", "transitions", "semantics", "cross-request",
+        "security", "isolation", "pagination", "coverage",
     }
     assert all(s.get("failures") == "0" for s in suites)
+    coverage = next(s for s in suites if s.get("name") == "coverage")
+    # Without the server's signing key the expired-token check is SKIPPED, never passed.
+    assert any("expired_token_rejected" in (c.get("name") or "")
+               and c.find("skipped") is not None for c in coverage.findall("testcase"))
 
 
 @pytest.mark.slow
@@ -75,6 +82,15 @@ def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
     assert not security.skipped and security.cases > 20
     assert isolation.skipped and "--second-account-id" in isolation.skipped
     assert "SKIP isolation" in report.render()
+
+
+def test_min_coverage_is_a_percentage(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([
+        "test", "--base-url", "http://127.0.0.1:9", "--account-id", "acc_x",
+        "--api-key", "sk_test_x", "--min-coverage", "120",
+    ])
+    assert code == 2
+    assert "--min-coverage is a percentage" in capsys.readouterr().err
 
 
 def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -175,11 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--api-key", required=True)
     test.add_argument("--second-account-id")
     test.add_argument("--second-api-key")
-    test.add_argument("--junit-xml", metavar="FILE")
+    test.add_argument(
+        "--junit-xml", metavar="FILE", help="JUnit report: one test case per rule per suite"
+    )
+    test.add_argument(
+        "--html", metavar="FILE", help="self-contained HTML report: failures, coverage, graph"
+    )
     test.add_argument("--seed", type=int)
     test.add_argument("--max-examples", type=int)
     test.add_argument(
         "--profile", choices=("quick", "default", "thorough"), default="default"
+    )
+    test.add_argument(
+        "--min-coverage",
+        type=float,
+        metavar="PERCENT",
+        help="fail the run when coverage (the mean of legal edges taken, illegal moves tried "
+        "and checks exercised, in percent) is below PERCENT",
     )
 
     proxy = sub.add_parser(

@@ -1,0 +1,167 @@
+"""The spec's documented responses, compiled once: which statuses an operation may answer, and
+a validator for each response body (OpenAPI 3.0 `nullable` turned into Draft 4)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema_rs
+
+from vpp_sandbox import openapi
+
+__all__ = ["documented_statuses", "request_problem", "response_problem", "rfc3339"]
+
+_METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def _draft4(node: Any) -> Any:
+    """OpenAPI's `nullable: true` as a "null" type (and a None enum value), recursively."""
+    if isinstance(node, list):
+        return [_draft4(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _draft4(v) for k, v in node.items()}
+    if node.get("nullable") is True:
+        if "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+@functools.cache
+def _table() -> dict[str, dict[int, Callable[[Any], str | None] | None]]:
+    """operationId -> status -> body problem finder (None: the response has no body)."""
+    spec = openapi.load()
+    components = _draft4(spec.get("components", {}))
+    table: dict[str, dict[int, Callable[[Any], str | None] | None]] = {}
+    for item in spec["paths"].values():
+        for method in _METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            statuses: dict[int, Callable[[Any], str | None] | None] = {}
+            for code, response in op.get("responses", {}).items():
+                if "$ref" in response:
+                    response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                statuses[int(code)] = _compile(schema, components) if schema else None
+            table[op["operationId"]] = statuses
+    return table
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$"
+)
+
+
+def rfc3339(value: str) -> bool:
+    """RFC 3339 date-time as its grammar allows (lower-case t and z, a leap second): what a
+    client may send. Responses are held to more (UTC, whole seconds, "Z") by the §2 check."""
+    m = _RFC3339.match(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    offset_ok = m.group(9) is None or (int(m.group(9)) <= 23 and int(m.group(10)) <= 59)
+    return (1 <= month <= 12 and 1 <= day <= days[month - 1] and hour <= 23 and minute <= 59
+            and second <= 60 and offset_ok)
+
+
+def _compile(
+    schema: dict[str, Any], components: dict[str, Any], *, request: bool = False
+) -> Callable[[Any], str | None]:
+    root = {**_draft4(schema), "components": components}
+    # Requests: a time is any RFC 3339 date-time (a server may not refuse one the RFC allows).
+    formats = {"date-time": rfc3339} if request else None
+    validator = jsonschema_rs.Draft4Validator(root, validate_formats=True, formats=formats)
+
+    def problem(instance: Any) -> str | None:
+        for error in validator.iter_errors(instance):
+            where = "/".join(str(p) for p in error.instance_path) or "(the body)"
+            return f"{where}: {error.message}"
+        return None
+
+    return problem
+
+
+def documented_statuses(operation: str) -> tuple[int, ...]:
+    """The statuses the spec documents for `operation` (empty for an unknown operation)."""
+    return tuple(sorted(_table().get(operation, {})))
+
+
+def response_problem(operation: str, status: int, body: Any) -> str | None:
+    """What is wrong with a response by the spec: an undocumented status or a body that breaks
+    the documented schema; None when it conforms (or the operation is not the spec's)."""
+    statuses = _table().get(operation)
+    if statuses is None:
+        return None
+    if status not in statuses:
+        documented = ", ".join(str(s) for s in sorted(statuses))
+        return f"status {status} is not documented for {operation} (documented: {documented})"
+    check = statuses[status]
+    if check is None:
+        return None
+    if body is None:
+        return f"{status} has no JSON body"
+    return check(body)
+
+
+
+@functools.cache
+def _requests() -> dict[str, dict[str, Callable[[Any], str | None]]]:
+    """operationId -> {"body" or a parameter name: problem finder} for the spec's requests."""
+    spec = openapi.load()
+    components = _draft4(spec.get("components", {}))
+    out: dict[str, dict[str, Callable[[Any], str | None]]] = {}
+    for item in spec["paths"].values():
+        shared = item.get("parameters", [])
+        for method in _METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            found: dict[str, Callable[[Any], str | None]] = {}
+            for param in [*shared, *op.get("parameters", [])]:
+                if "$ref" in param:
+                    param = spec["components"]["parameters"][param["$ref"].rsplit("/", 1)[1]]
+                found[param["name"]] = _compile(param["schema"], components, request=True)
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if "schema" in body:
+                found["body"] = _compile(body["schema"], components, request=True)
+            out[op["operationId"]] = found
+    return out
+
+
+def request_problem(
+    operation: str, body: Any, query: dict[str, str], path_id: str | None = None
+) -> str | None:
+    """Why a request breaks the spec's schemas (its body, documented query parameters or path
+    id), or None. Query values arrive as text: integers are read as integers first."""
+    checks = _requests().get(operation)
+    if checks is None:
+        return None
+    if "body" in checks:
+        problem = checks["body"](body)
+        if problem is not None:
+            return f"body {problem}"
+    for name, value in query.items():
+        if name not in checks:
+            continue
+        typed: Any = value
+        if name == "limit":
+            if not re.fullmatch(r"-?[0-9]+", value):
+                return f"limit={value!r} is not an integer"
+            typed = int(value)
+        problem = checks[name](typed)
+        if problem is not None:
+            return f"{name}={value!r}: {problem.split(': ', 1)[-1]}"
+    if path_id is not None and "participation_id" in checks:
+        problem = checks["participation_id"](path_id)
+        if problem is not None:
+            return f"participation_id {path_id!r}: {problem.split(': ', 1)[-1]}"
+    return None
