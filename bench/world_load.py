@@ -19,14 +19,18 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import anyio
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 from vpp_sandbox.mock_server.app import create_app  # noqa: E402
+from vpp_sandbox.mock_server.autopilot import catch_up  # noqa: E402
 from vpp_sandbox.mock_server.catalog import Catalog  # noqa: E402
 from vpp_sandbox.mock_server.clock import Namespace, SandboxClock  # noqa: E402
 from vpp_sandbox.mock_server.settings import Settings  # noqa: E402
-from vpp_sandbox.mock_server.store import Store  # noqa: E402
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore  # noqa: E402
+from vpp_sandbox.mock_server.stores import open_store  # noqa: E402
 from vpp_sandbox.mock_server.worlds import prepare  # noqa: E402
 
 
@@ -54,11 +58,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or str(Path(tmp) / "load.db")
         settings = Settings(db=db, world="load", seed=args.seed, size=args.size)
-        store = Store(db)
+        store = open_store(db)
+        assert isinstance(store, SqliteStore)
         clock = SandboxClock(store)
-        catalog = Catalog()
+        catalog = Catalog(store)
         start = time.perf_counter()
-        settings, note = prepare(settings, store, clock, catalog)
+        settings, note = anyio.run(prepare, settings, store, clock, catalog)
         _row("serve --world load: build + shift + insert", f"{time.perf_counter() - start:8.2f} s")
         print(f"  {note}")
 
@@ -98,10 +103,10 @@ def main() -> int:
             ),
         )
         ns = Namespace(account_id, live)
-        now = clock.now(ns)
+        now = anyio.run(clock.now, ns)
         _row(
             "autopilot probe with nothing due (store)",
-            _latencies(lambda: store.advance_due(ns, now), 200),
+            _latencies(lambda: anyio.run(catch_up, store, ns, now), 200),
         )
 
         start = time.perf_counter()
@@ -115,7 +120,7 @@ def main() -> int:
         ).fetchone()[0]
         _row("POST /_sandbox/clock advance P1D (applies due moves)", f"{moved_time:8.2f} s")
         _row("  participations still scheduled afterwards", f"{due:8,}")
-        store.close()
+        store.close_now()
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from vpp_sandbox.mock_server.store import INDEXES, TABLES, NextDue, Store, Tx
+from vpp_sandbox.mock_server.store import INDEXES, INSERT_ROW, TABLES, NextDue, Row, Store, Tx
 
 __all__ = ["SqliteStore"]
 
@@ -110,6 +110,33 @@ class SqliteStore(Store):
     async def _read(self) -> AsyncIterator[Tx]:
         with self._lock:
             yield self._conn
+
+    async def bulk_load(self, rows: Iterable[Row]) -> int:
+        """One transaction; into an empty table the indexes are built once at the end, about
+        twice as fast as keeping them up to date row by row."""
+        ordered = sorted(rows)  # in id order the primary key index grows at its end
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                empty = db.execute("SELECT 1 FROM participations LIMIT 1").fetchone() is None
+                indexes = db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type='index' "
+                    "AND tbl_name='participations' AND sql IS NOT NULL"
+                ).fetchall()
+                rebuild = empty and len(ordered) > 1000
+                if rebuild:
+                    for name, _ in indexes:
+                        db.execute(f"DROP INDEX {name}")
+                db.executemany(INSERT_ROW, ordered)
+                if rebuild:
+                    for _, sql in indexes:
+                        db.execute(sql)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return len(ordered)
 
     async def compact(self) -> None:
         """Hand free pages back to the file system, a step at a time, and empty the WAL."""

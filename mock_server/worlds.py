@@ -119,7 +119,7 @@ async def load_all(store: Store, clock: Clock, world: World) -> int:
         for _, p in world.participations:
             yield shifted_row(store, p, deltas[Namespace(p.account_id, p.live_mode)])
 
-    return await store.load_rows(rows())
+    return await store.bulk_load(rows())
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,28 +274,29 @@ async def prepare(
     """
     if not settings.world:
         return settings, ""
-    started = time.perf_counter()
-    world = open_world(settings.world, settings.seed, settings.size)
-    built = time.perf_counter() - started
-    await register(world, catalog)
-    settings = settings.with_(accounts=merge_accounts(settings.accounts, world))
-    label = f"{world.name} (seed {world.seed}" + (
-        f", size {world.size})" if world.size is not None else ")"
-    )
-    existing = await store.count()
-    if existing:
-        return settings, (
-            f"World {label}: not loaded, {settings.db} already holds {existing} participations "
-            "(start with an empty --db to load it again); its accounts and ids are known."
-        )
-    started = time.perf_counter()
     # Millions of acyclic objects: the cyclic GC would only scan them again and again.
     gc.disable()
     try:
+        started = time.perf_counter()
+        world = open_world(settings.world, settings.seed, settings.size)
+        built = time.perf_counter() - started
+        await register(world, catalog)
+        settings = settings.with_(accounts=merge_accounts(settings.accounts, world))
+        label = f"{world.name} (seed {world.seed}" + (
+            f", size {world.size})" if world.size is not None else ")"
+        )
+        existing = await store.count()
+        if existing:
+            return settings, (
+                f"World {label}: not loaded, {settings.db} already holds {existing} "
+                "participations (start with an empty --db to load it again); its accounts and "
+                "ids are known."
+            )
+        started = time.perf_counter()
         count = await load_all(store, clock, world)
+        loaded = time.perf_counter() - started
     finally:
         gc.enable()
-    loaded = time.perf_counter() - started
     return settings, (
         f"World {label}: {count} participations loaded in {built + loaded:.2f} s "
         f"(build {built:.2f} s, insert {loaded:.2f} s), shifted to the sandbox clock."
