@@ -4,6 +4,7 @@ and a free loopback port. No mocks of the database.
 PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user. Without
 the binaries the tests that need it are skipped with the reason (or fail, when
 `VPP_REQUIRE_POSTGRES=1`, as CI sets it: a machine without them must not pass quietly).
+`bench/workers.py` starts its server with the same function.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from serve_process import free_port
+__all__ = ["PostgresServer", "PostgresUnavailable", "start_postgres"]
 
-__all__ = ["PostgresServer", "start_postgres"]
+
+class PostgresUnavailable(Exception):
+    """No PostgreSQL binaries on this machine, or the server would not start (the reason)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _bindir() -> Path | None:
@@ -72,13 +81,12 @@ class PostgresServer:
 
 
 def start_postgres() -> PostgresServer:
-    """Start a server for this test session (initdb + pg_ctl start), or skip with the reason."""
+    """Start a server (initdb + pg_ctl start), or raise PostgresUnavailable with the reason."""
     bindir = _bindir()
     if bindir is None:
-        reason = "PostgreSQL binaries not found (Debian: apt-get install postgresql)"
-        if os.environ.get("VPP_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        raise PostgresUnavailable(
+            "PostgreSQL binaries not found (Debian: apt-get install postgresql)"
+        )
     root = Path(tempfile.mkdtemp(prefix="vpp-pg-"))
     os.chmod(root, 0o777)
     if os.geteuid() == 0:
@@ -101,5 +109,5 @@ def start_postgres() -> PostgresServer:
     )
     if started.returncode != 0:
         log = (root / "server.log").read_text(errors="replace")[-2000:]
-        pytest.fail(f"PostgreSQL did not start: {started.stderr!r} {log}")
+        raise PostgresUnavailable(f"PostgreSQL did not start: {started.stderr!r} {log}")
     return PostgresServer(bindir, root, port)
