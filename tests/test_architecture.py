@@ -132,3 +132,20 @@ def test_the_example_project_uses_only_the_plugin_and_the_http_api() -> None:
     for path in paths:
         imported = _top(_raw_imports(path))
         assert not imported & {"vpp_sandbox", *OURS}, f"{path} imports the toolkit"
+
+
+@pytest.mark.parametrize("name", ["store.py", "store_sqlite.py", "store_postgres.py"])
+def test_the_store_persists_and_leaves_policy_out(name: str) -> None:
+    """The autopilot's rule and the scenarios are handed to the store, never imported by it."""
+    imported = _imports(ROOT / "mock_server" / name)
+    ours = {n for n in imported if n.startswith("mock_server.")}
+    assert not ours & {"mock_server.scenarios", "mock_server.autopilot", "mock_server.handlers",
+                       "mock_server.control", "mock_server.app"}, ours
+    assert not _top(imported) & {"connexion", "starlette", "fixtures"}
+
+
+def test_only_the_engines_talk_to_a_database() -> None:
+    for path in _modules("mock_server"):
+        if path.name in ("store_sqlite.py", "store_postgres.py"):
+            continue
+        assert not _top(_imports(path)) & {"sqlite3", "psycopg", "psycopg_pool"}, path

@@ -260,3 +260,19 @@ def test_world_settings_come_from_flags_or_the_environment() -> None:
     s = Settings.from_env({"VPP_WORLD": "load", "VPP_SEED": "4", "VPP_SIZE": "250"})
     assert (s.world, s.seed, s.size) == ("load", 4, 250)
     assert Settings.from_env({}, world="demo", size=None).size is None
+
+
+def test_a_reset_gives_the_space_back(tmp_path: Path) -> None:
+    """Deleted rows' pages go back to the file system and the WAL is emptied."""
+    db = tmp_path / "space.db"
+    ts = timed_sandbox(str(db))
+    empty = db.stat().st_size
+    assert ts.control("world", world="load", size=1500, seed=3).status_code == 200
+    loaded = db.stat().st_size
+    assert loaded > empty + 2_000_000  # 1,500 participations of about 2 kB
+    r = ts.control("reset")
+    assert r.status_code == 200 and r.json()["deleted"] > 0
+    wal = Path(f"{db}-wal")
+    assert db.stat().st_size < empty + 600_000, (empty, loaded, db.stat().st_size)
+    assert not wal.exists() or wal.stat().st_size == 0
+    sync(ts.sb.store.close())
