@@ -47,9 +47,12 @@ def _move(until: datetime) -> Callable[[Participation], Participation | None]:
     return move
 
 
-async def catch_up(store: Store, namespace: Namespace, now: datetime) -> int:
-    """Apply every move due in the namespace by `now`; returns how many participations moved."""
-    if not await store.has_due(namespace, now):
+async def catch_up(store: Store, namespace: Namespace, now: datetime, *, due: bool = False) -> int:
+    """Apply every move due in the namespace by `now`; returns how many participations moved.
+
+    `due`: the caller already knows a move is due (it read the earliest due time).
+    """
+    if not due and not await store.has_due(namespace, now):
         return 0
     move = _move(now)
     moved = 0

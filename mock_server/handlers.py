@@ -12,10 +12,15 @@ from vpp_sandbox.mock_server import autopilot
 from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.catalog import Catalog
-from vpp_sandbox.mock_server.clock import Clock, Namespace, SandboxClock
+from vpp_sandbox.mock_server.clock import Clock, ClockState, Namespace, SandboxClock
 from vpp_sandbox.mock_server.encoding import Stored, stored
 from vpp_sandbox.mock_server.errors import ApiError
-from vpp_sandbox.mock_server.lifecycle import apply_update, new_participation, parse_records
+from vpp_sandbox.mock_server.lifecycle import (
+    apply_update,
+    format_time,
+    new_participation,
+    parse_records,
+)
 from vpp_sandbox.mock_server.scenarios import scenario_for_device
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
@@ -44,13 +49,6 @@ class AppState:
     new_id: Callable[[], str] = field(default=new_participation_id)
 
 
-    async def autopilot_on(self, namespace: Namespace) -> bool:
-        """The server runs the programme unless --no-autopilot or the namespace switched it off."""
-        if not self.settings.autopilot:
-            return False
-        clock = self.clock
-        return (await clock.state(namespace)).autopilot if isinstance(clock, SandboxClock) else True
-
     async def catch_up(self, namespace: Namespace) -> datetime:
         """The namespace's `now`, with every autopilot move due by then applied (read or write).
 
@@ -58,13 +56,18 @@ class AppState:
         so two requests at one instant see the same state.
         """
         clock = self.clock
-        if isinstance(clock, SandboxClock):
-            state = await clock.state(namespace)
-            now, on = state.now(clock.real()), state.autopilot
-        else:
-            now, on = await clock.now(namespace), True
-        if on and self.settings.autopilot:
-            await autopilot.catch_up(self.store, namespace, now)
+        if not isinstance(clock, SandboxClock):  # a test's own clock
+            now = await clock.now(namespace)
+            if self.settings.autopilot:
+                await autopilot.catch_up(self.store, namespace, now)
+            return now
+        # The clock and the earliest due step in one read: one round trip a request.
+        stored, earliest = await self.store.namespace_state(namespace)
+        state = stored or ClockState()
+        now = state.now(clock.real())
+        on = state.autopilot and self.settings.autopilot
+        if on and earliest is not None and earliest <= format_time(now):
+            await autopilot.catch_up(self.store, namespace, now, due=True)
         return now
 
 

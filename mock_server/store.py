@@ -205,6 +205,15 @@ def _ns(namespace: Namespace) -> tuple[str, int]:
     return namespace.account_id, int(namespace.live_mode)
 
 
+def _clock_state(row: Sequence[Any]) -> ClockState:
+    """A `sandbox_clocks` row's (offset_us, frozen_at, autopilot) as the clock's state."""
+    return ClockState(
+        offset=timedelta(microseconds=int(row[0])),
+        frozen_at=None if row[1] is None else datetime.fromisoformat(row[1]),
+        autopilot=bool(row[2]),
+    )
+
+
 def _lock(purpose: str, namespace: Namespace) -> str:
     return f"{purpose}:{namespace.account_id}:{int(namespace.live_mode)}"
 
@@ -545,13 +554,25 @@ class Store:
                 f"SELECT offset_us, frozen_at, autopilot FROM sandbox_clocks WHERE {_NS}",
                 _ns(namespace),
             )
-        if row is None:
-            return None
-        return ClockState(
-            offset=timedelta(microseconds=int(row[0])),
-            frozen_at=None if row[1] is None else datetime.fromisoformat(row[1]),
-            autopilot=bool(row[2]),
-        )
+        return None if row is None else _clock_state(row)
+
+    async def namespace_state(self, namespace: Namespace) -> tuple[ClockState | None, str | None]:
+        """The namespace's stored clock (None: real time, untouched) and its earliest due
+        autopilot step (formatted as `next_due_at`, or None), in one read: what every request
+        needs first."""
+        async with self._read() as tx:
+            row = await tx.fetchone(
+                "SELECT (SELECT MIN(next_due_at) FROM participations WHERE account_id=? "
+                "AND live_mode=? AND next_due_at IS NOT NULL), c.offset_us, c.frozen_at, "
+                "c.autopilot FROM (SELECT 1 AS one) AS o LEFT JOIN sandbox_clocks c "
+                "ON c.account_id=? AND c.live_mode=?",
+                (*_ns(namespace), *_ns(namespace)),
+            )
+        assert row is not None
+        earliest = None if row[0] is None else str(row[0])
+        if row[1] is None:
+            return None, earliest
+        return _clock_state(row[1:]), earliest
 
     async def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
         """Store the namespace's clock (None: forget it, back to real time)."""
