@@ -407,7 +407,7 @@ class Store:
                 await self._rewrite(tx, self.row(moved, version=found[2]))
         return Moved(len(rows), len(rows) == batch)
 
-    async def load_rows(self, rows: Iterable[Row], *, batch: int = 100) -> int:
+    async def load_rows(self, rows: Iterable[Row], *, batch: int = 50) -> int:
         """Insert rows in the stored form (`row`), `batch` a transaction: a world's bulk path.
 
         Small transactions keep the database's writers (SQLite has one) free for other

@@ -10,6 +10,9 @@ hop would cost more than it saves.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -22,11 +25,17 @@ from vpp_sandbox.mock_server.store import INDEXES, INSERT_ROW, TABLES, NextDue, 
 
 __all__ = ["SqliteStore"]
 
+log = logging.getLogger("vpp_sandbox.mock_server")
+
 # How long a writer waits for another process's write transaction before giving up. Batches
 # are small, so the wait is normally milliseconds.
 BUSY_TIMEOUT_S = 10.0
 # Incremental vacuum: pages handed back to the file system per step after a big delete.
 _VACUUM_STEP = 64
+# The WAL is copied back into the database (a checkpoint, with its fsync) off the event loop,
+# in a thread on a connection of its own, once it holds this much; SQLite's own automatic
+# checkpoint would run inside a committing request and stall every other one (tens of ms).
+_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 class _Connection(Tx):
@@ -71,6 +80,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA page_size=4096")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._wal = f"{path}-wal"
+        self._checkpointing = False
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             for sql in TABLES:
@@ -105,6 +117,33 @@ class SqliteStore(Store):
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+        self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Once the WAL is big, checkpoint it in a thread (the event loop goes on meanwhile)."""
+        if self._checkpointing or self.path == ":memory:":
+            return
+        try:
+            if os.stat(self._wal).st_size < _CHECKPOINT_BYTES:
+                return
+        except OSError:
+            return
+        self._checkpointing = True
+        done = asyncio.get_running_loop().run_in_executor(None, self._checkpoint, "PASSIVE")
+        done.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = False
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("WAL checkpoint of %s failed: %s", self.path, done.exception())
+
+    def _checkpoint(self, mode: str) -> None:
+        """`PRAGMA wal_checkpoint(mode)` on a connection of its own (any thread)."""
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        try:
+            db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        finally:
+            db.close()
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Tx]:
@@ -153,5 +192,5 @@ class SqliteStore(Store):
                 before = free
                 self._db.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
             await anyio.sleep(0)  # other requests go first between steps
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Every page back into the file and the WAL emptied, off the event loop.
+        await anyio.to_thread.run_sync(self._checkpoint, "TRUNCATE")

@@ -119,7 +119,9 @@ async def load_all(store: Store, clock: Clock, world: World) -> int:
         for _, p in world.participations:
             yield shifted_row(store, p, deltas[Namespace(p.account_id, p.live_mode)])
 
-    return await store.bulk_load(rows())
+    loaded = await store.bulk_load(rows())
+    await store.compact()  # the WAL of the load back into the file before anyone is served
+    return loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,8 @@ async def _messages(job: WorldJob) -> AsyncIterator[Message]:
                 return
     finally:
         receiver.close()
-        process.join(timeout=5)
+        # The process exits on its own once it has sent everything: wait for it off the loop.
+        await anyio.to_thread.run_sync(process.join, 5)
         if process.is_alive():  # pragma: no cover - only when the request was abandoned
             process.kill()
 
