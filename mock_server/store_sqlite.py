@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -138,10 +139,18 @@ class SqliteStore(Store):
             log.warning("WAL checkpoint of %s failed: %s", self.path, done.exception())
 
     def _checkpoint(self, mode: str) -> None:
-        """`PRAGMA wal_checkpoint(mode)` on a connection of its own (any thread)."""
+        """`PRAGMA wal_checkpoint(mode)` on a connection of its own (any thread).
+
+        A TRUNCATE that finds another checkpoint running (ours in the background, another
+        process's) is busy at once: it tries again until it is done, for a few seconds.
+        """
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
         try:
-            db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+            for _ in range(100):
+                busy = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+                if not busy or mode == "PASSIVE":
+                    return
+                time.sleep(0.05)
         finally:
             db.close()
 
