@@ -4,12 +4,12 @@ bench/contract_coverage.py)."""
 
 from __future__ import annotations
 
-from tests.contract_defects import DEFECTS, SECOND, Defect, build
+from tests.contract_defects import DEFECTS, JWT_SECRET, SECOND, Defect, build
 from tests.planted_defects import PLANTED
 from vpp_sandbox.contract_tests.report import Report
 from vpp_sandbox.contract_tests.runner import options_for, run_suites
 from vpp_sandbox.contract_tests.target import Credentials, Target
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 __all__ = ["ALL_DEFECTS", "QUICK_MISSES", "SCRIPTED", "SEED", "caught", "run", "target"]
 
@@ -31,7 +31,7 @@ def target(defect: Defect | None) -> Target:
         Credentials(first.account_id, first.api_key),
         app=build(defect),
         second=Credentials(SECOND.account_id, SECOND.api_key),
-        jwt_secret=Settings().jwt_secret,
+        jwt_secret=JWT_SECRET,
     )
 
 
