@@ -24,6 +24,7 @@ import pytest
 
 from tests.contract_defects import (
     DEFECTS,
+    JWT_SECRET,
     SECOND,
     Defect,
     EachParticipation,
@@ -36,10 +37,11 @@ from tests.contract_defects import Answer as DefectAnswer
 from tests.proxy_process import proxied
 from tests.serve_process import free_port, served
 from vpp_sandbox.cli import main
+from vpp_sandbox.contract_tests.findings import Violation
 from vpp_sandbox.contract_tests.ledger import Identity
 from vpp_sandbox.contract_tests.proxy import ContractProxy, ProxyOptions
 from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger, identity_of_token
-from vpp_sandbox.contract_tests.proxy_report import RULES, Violation, dumps
+from vpp_sandbox.contract_tests.proxy_report import RULES, LogEntry, dumps
 from vpp_sandbox.contract_tests.report import Options
 from vpp_sandbox.contract_tests.runner import SUITES, run_suites
 from vpp_sandbox.contract_tests.target import Credentials, Exchange, Target
@@ -51,8 +53,8 @@ TINY = Options(
 )
 SCRIPTED = [s for s in SUITES if s not in ("conformance", "stateful")]
 PROXY_CHECK = {
-    "item_repeated_across_pages": "page_follows_cursor",
-    "has_more_wrong": "has_more_matches_known_items",
+    "item_repeated_across_pages": "list_page_respects_cursor",
+    "has_more_wrong": "list_page_is_complete",
 }
 BASIC = "Basic " + base64.b64encode(f"{FIRST.account_id}:{FIRST.api_key}".encode()).decode()
 VPP = "/vpp-participations"
@@ -157,6 +159,7 @@ def _target(proxy: ContractProxy) -> Target:
         Credentials(FIRST.account_id, FIRST.api_key),
         app=proxy,
         second=Credentials(SECOND.account_id, SECOND.api_key),
+        jwt_secret=JWT_SECRET,
     )
 
 
@@ -246,7 +249,7 @@ def test_a_length_is_added_only_where_missing_and_a_broken_check_costs_no_answer
     def broken(*args: Any) -> Any:
         raise KeyError("a bug in a check")
 
-    proxy.spec.check = broken  # type: ignore[method-assign]
+    proxy.ledger.observe = broken  # type: ignore[method-assign]
 
     async def scenario() -> tuple[Answer, Answer]:
         return await call(proxy, "GET", "/login"), await call(proxy, "HEAD", "/login")
@@ -271,8 +274,8 @@ def test_an_upstream_with_a_base_path_gets_it_before_every_path() -> None:
     answer = asyncio.run(call(proxy, "GET", VPP, query=b"limit=2&x=%20y"))
     assert answer.json() == {"path": "/v1" + VPP, "query": "limit=2&x=%20y"}
     # The checks judge the operation the client asked for: a text 404 breaks §7 (not an error
-    # object), rule 14 (no token, not a 401) and the spec (text/plain is not documented).
-    assert dict(proxy.tally.broken) == {"§7": 1, "14": 1, "schema": 1}
+    # object), rule 14 (no token, not a 401) and §2 (a list never answers a 404 by the spec).
+    assert dict(proxy.tally.broken) == {"§7": 1, "14": 1, "§2": 1}
     (violation,) = proxy.tally.examples["§7"]
     assert violation.exchange.path == VPP and violation.upstream.startswith("http://upstream/v1/")
 
@@ -319,8 +322,8 @@ def test_the_log_never_holds_a_token_or_a_key() -> None:
         json.dumps({"bearer_token": token}), "http://upstream/login",
         {"bearer_token": token, "expires_in": 3600, "live_mode": True},
     )
-    violation = Violation("t", "9", "identity_matches_token", "-", "m", login, b"",
-                          "http://upstream/login")
+    violation = LogEntry("t", Violation("9", "identity_matches_token", "-", "m", login), login,
+                         b"", "http://upstream/login")
     line = dumps(violation)
     assert token not in line and FIRST.api_key not in line
     assert BASIC.split()[1] not in line
@@ -416,7 +419,7 @@ async def _create_on_device(proxy: Any, auth: tuple[str, str], device: str) -> s
     return pid
 
 
-def test_a_response_outside_the_spec_is_reported_as_rule_schema() -> None:
+def test_a_response_outside_the_spec_is_reported_under_section_2() -> None:
     proxy = _proxy(ExtraField(build(None)))
 
     async def scenario() -> None:
@@ -424,10 +427,10 @@ def test_a_response_outside_the_spec_is_reported_as_rule_schema() -> None:
         await _create_on_device(proxy, auth, "dev_" + "1" * 24)
 
     asyncio.run(scenario())
-    assert dict(proxy.tally.broken) == {"schema": 1}, proxy.out.getvalue()  # type: ignore[attr-defined]
-    (violation,) = proxy.tally.examples["schema"]
-    assert violation.check == "response_schema_conformance"
-    assert "internal_score" in violation.message and "Response violates schema" in violation.message
+    assert dict(proxy.tally.broken) == {"§2": 1}, proxy.out.getvalue()  # type: ignore[attr-defined]
+    (violation,) = proxy.tally.examples["§2"]
+    assert violation.check == "response_matches_schema"
+    assert "'internal_score' was unexpected" in violation.message
 
 
 def test_a_page_missing_a_known_participation_is_reported() -> None:
@@ -443,8 +446,8 @@ def test_a_page_missing_a_known_participation_is_reported() -> None:
     asyncio.run(scenario())
     assert dict(proxy.tally.broken) == {"15": 1}, proxy.out.getvalue()  # type: ignore[attr-defined]
     (violation,) = proxy.tally.examples["15"]
-    assert violation.check == "page_has_every_known_item"
-    assert "although it lies within the range the page covers" in violation.message
+    assert violation.check == "list_page_is_complete"
+    assert "is missing from a page of 3 for limit 30" in violation.message
 
 
 def test_pages_in_both_directions_from_the_sandbox_pass() -> None:
