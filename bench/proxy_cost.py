@@ -34,7 +34,7 @@ from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger
 from vpp_sandbox.contract_tests.target import Exchange
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.stores import open_store
 
 ACCOUNT = DEFAULT_ACCOUNT[0]
 BASIC = "Basic " + base64.b64encode(f"{ACCOUNT.account_id}:{ACCOUNT.api_key}".encode()).decode()
@@ -72,7 +72,7 @@ async def _run(app: Any, n: int) -> dict[str, float]:
 
 
 def _sandbox() -> Any:
-    return create_app(Settings(db=":memory:"), Store(":memory:"))
+    return create_app(Settings(db=":memory:"), open_store(":memory:"))
 
 
 def _memory(count: int) -> None:

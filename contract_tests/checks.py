@@ -11,6 +11,7 @@ activated its ledger.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import schemathesis
@@ -27,10 +28,11 @@ from vpp_sandbox.contract_tests.target import Exchange
 __all__ = [
     "CHECKS",
     "RULE_OF",
+    "Verdict",
     "activate",
     "active_ledger",
-    "check_exchange",
     "judge",
+    "verdict",
     *object_checks.__all__,
     *request_checks.__all__,
     *list_checks.__all__,
@@ -78,6 +80,34 @@ def active_ledger() -> Ledger | None:
     return ledger if isinstance(ledger, Ledger) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the per-response checks made of one exchange: the observation they judged, the
+    checks that had something to judge in it, and the rules it broke."""
+
+    observation: Observation
+    judged: tuple[str, ...]
+    violations: tuple[Violation, ...]
+
+    @property
+    def rules(self) -> set[str]:
+        """The rules exercised on this exchange (broken or kept)."""
+        return {REGISTRY[name].rule for name in self.judged}
+
+
+def verdict(
+    ledger: Ledger,
+    exchange: Exchange,
+    suite: str = "-",
+    checks: Sequence[CheckFn] | None = None,
+) -> Verdict:
+    """Run every per-response check on one exchange (the ledger learns from it and counts
+    what was judged in its coverage)."""
+    obs = ledger.observe(exchange)
+    judged, violations = _run(obs, checks or CHECKS, ledger, suite)
+    return Verdict(obs, tuple(judged), tuple(violations))
+
+
 def judge(
     ledger: Ledger,
     exchange: Exchange,
@@ -85,29 +115,26 @@ def judge(
     checks: Sequence[CheckFn] | None = None,
 ) -> list[Violation]:
     """Run every per-response check on one exchange; the Violations, counted in coverage."""
-    obs = ledger.observe(exchange)
-    return list(_run(obs, checks or CHECKS, ledger, suite))
-
-
-def check_exchange(
-    ledger: Ledger, exchange: Exchange, checks: Sequence[CheckFn] | None = None
-) -> list[tuple[str, str]]:
-    """(check name, message) for each broken rule: `judge` in the form of the first callers."""
-    return [(v.check, str(v)) for v in judge(ledger, exchange, checks=checks)]
+    return list(verdict(ledger, exchange, suite, checks).violations)
 
 
 def _run(
     obs: Observation, checks: Iterable[CheckFn], ledger: Ledger, suite: str
-) -> Iterator[Violation]:
+) -> tuple[list[str], list[Violation]]:
+    judged: list[str] = []
+    violations: list[Violation] = []
     for check in checks:
         try:
-            judged = check(obs)
+            made = check(obs)
         except Violation as violation:
             ledger.coverage.judged(suite, check.__name__, ok=False)
-            yield violation
+            judged.append(check.__name__)
+            violations.append(violation)
         else:
-            if judged:
+            if made:
                 ledger.coverage.judged(suite, check.__name__, ok=True)
+                judged.append(check.__name__)
+    return judged, violations
 
 
 def _register(check: CheckFn) -> None:
@@ -117,7 +144,7 @@ def _register(check: CheckFn) -> None:
             return
         exchange = exchange_from_prepared(response.request, response, _ACTIVE["base_url"])
         obs = ledger.observe(exchange, key=response)
-        for violation in _run(obs, [check], ledger, _ACTIVE["suite"]):
+        for violation in _run(obs, [check], ledger, _ACTIVE["suite"])[1]:
             raise violation
 
     st_check.__name__ = check.__name__

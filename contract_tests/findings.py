@@ -73,12 +73,17 @@ class Violation(AssertionError):
         message: str,
         exchange: Exchange | None = None,
     ) -> None:
-        super().__init__(f"rule {rule} ({check}): participation {participation}: {message}")
         self.rule = rule
         self.check = check
         self.participation = participation
         self.message = message
         self.exchange = exchange
+        super().__init__(f"{self.heading}: participation {participation}: {message}")
+
+    @property
+    def heading(self) -> str:
+        """``rule R (check)``: how every report names the broken rule."""
+        return f"rule {self.rule} ({self.check})"
 
 
 class Broken(Exception):

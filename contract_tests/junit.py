@@ -1,5 +1,6 @@
 """The JUnit rendering of a Report: one test case per rule per suite, SKIPPED test cases for
-the checks not made (with the reason), and a `coverage` suite with the run's measure."""
+the checks not made (with the reason), and a `coverage` suite with the run's measure; and of
+the proxy's Tally: one test case per rule."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 from vpp_sandbox.contract_tests import model
 from vpp_sandbox.contract_tests.findings import REGISTRY, RULE_TITLES, rule_order
+from vpp_sandbox.contract_tests.proxy_report import RULES, Tally
 from vpp_sandbox.contract_tests.report import Failure, Report, SuiteResult
 
-__all__ = ["junit_xml", "write_junit"]
+__all__ = ["junit_xml", "proxy_junit_xml", "write_junit", "write_proxy_junit"]
 
 
 def _case(parent: ET.Element, suite: str, name: str, seconds: float = 0.0) -> ET.Element:
@@ -114,3 +116,33 @@ def junit_xml(report: Report) -> ET.ElementTree:
 
 def write_junit(report: Report, path: str | Path) -> None:
     junit_xml(report).write(str(path), encoding="utf-8", xml_declaration=True)
+
+
+def proxy_junit_xml(tally: Tally) -> ET.ElementTree:
+    """The proxy's run: one test case per rule, failed (with its first violations and their
+    reproductions), passed, or skipped when no exchange gave it anything to judge."""
+    root = ET.Element("testsuites", name="vpp-contract-proxy")
+    node = ET.SubElement(root, "testsuite", name="proxy", time=f"{tally.seconds:.3f}")
+    for rule in RULES:
+        case = _case(node, "proxy", f"rule {rule}")
+        kept = tally.examples.get(rule, [])
+        if kept:
+            first = kept[0].violation
+            ET.SubElement(
+                case,
+                "failure",
+                message=f"{tally.broken[rule]} violation(s); first: {first.heading} "
+                f"participation {first.participation}",
+                type=first.check,
+            ).text = "\n\n".join(Failure.of("proxy", e.violation, e.curl).render() for e in kept)
+        elif not tally.applied[rule]:
+            ET.SubElement(case, "skipped", message="no exchange this rule applies to went "
+                                                   "through the proxy")
+        else:
+            case.set("assertions", str(tally.applied[rule]))
+    _totals(node)
+    return ET.ElementTree(root)
+
+
+def write_proxy_junit(tally: Tally, path: str | Path) -> None:
+    proxy_junit_xml(tally).write(str(path), encoding="utf-8", xml_declaration=True)

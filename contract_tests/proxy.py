@@ -2,11 +2,12 @@
 
 Put it between any client and any implementation (staging, the sandbox): it forwards each
 request unchanged (method, path, query, headers but the hop-by-hop ones, body) and returns
-the answer unchanged, and meanwhile runs every per-exchange check of the contract suite on
-it: the response against the spec, rules 1-15 (the cross-request ones with the suite's own
-Ledger, keyed by the token's namespace), §6 and §7. In `warn` mode answers pass through and
-violations are logged; in `fail` mode a violating answer is replaced by a 502
-`contract_violation` in the Flatpeak error format.
+the answer unchanged, and meanwhile judges it with `checks.verdict`, the suite's own
+per-response checks: rules 1-15 (the cross-request ones, rule 15's pages included, with the
+suite's Ledger, keyed by the token's namespace), §1, §2 (the response against the spec), §4,
+§6 and §7. Their Violations are logged as they are, never re-read from a message. In `warn`
+mode answers pass through and violations are logged; in `fail` mode a violating answer is
+replaced by a 502 `contract_violation` in the Flatpeak error format.
 
 Requests of one namespace (account and mode) are forwarded one at a time, so the ledger sees
 them in the order the server handled them (a read that overtook a write would look stale);
@@ -30,17 +31,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from vpp_sandbox.contract_tests.checks import RULE_OF, check_exchange
-from vpp_sandbox.contract_tests.ledger import Identity, Observation, participations_in
-from vpp_sandbox.contract_tests.proxy_checks import RULE_OF as PROXY_RULE_OF
-from vpp_sandbox.contract_tests.proxy_checks import SpecConformance, check_page
+from vpp_sandbox.contract_tests.checks import verdict
+from vpp_sandbox.contract_tests.findings import Violation
+from vpp_sandbox.contract_tests.junit import write_proxy_junit
+from vpp_sandbox.contract_tests.ledger import Identity, participations_in
 from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger
-from vpp_sandbox.contract_tests.proxy_report import (
-    Tally,
-    Violation,
-    applicable_rules,
-    dumps,
-)
+from vpp_sandbox.contract_tests.proxy_report import LogEntry, Tally, dumps
 from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = ["ContractProxy", "ProxyOptions", "run"]
@@ -59,8 +55,6 @@ HOP_BY_HOP = frozenset({
 })
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 CONTEXT = "vpp_sandbox.proxy"
-# Calls of the sandbox's control API that empty a namespace: what the ledger knew is gone.
-_EMPTYING = {("POST", "/_sandbox/reset"), ("POST", "/_sandbox/world")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +112,6 @@ class ContractProxy:
         self.transport = transport
         self.out = out if out is not None else sys.stdout
         self.ledger = ProxyLedger(options.max_participations, options.max_tokens)
-        self.spec = SpecConformance()
         self.tally = Tally()
         self.started = time.monotonic()
         self._client: httpx.AsyncClient | None = None
@@ -156,7 +149,7 @@ class ContractProxy:
             self.tally.seconds = time.monotonic() - self.started
             self.close_log()
             if self.options.junit_xml:
-                self.tally.write_junit(self.options.junit_xml)
+                write_proxy_junit(self.tally, self.options.junit_xml)
             self._summary = self.tally.render(self.ledger.bounded_objects.evicted)
         return self._summary
 
@@ -350,66 +343,54 @@ class ContractProxy:
         answer_headers: list[tuple[bytes, bytes]],
         raw: bytes,
         url: str,
-    ) -> list[Violation]:
+    ) -> list[LogEntry]:
         method, path = scope["method"], scope["path"]
-        request_headers = dict(headers)
-        identity = self.ledger.identity_of({k.lower(): v for k, v in headers})
-        if status == 200 and (method, path) in _EMPTYING and identity is not None:
-            self.ledger.forget(identity)
         # The body as the client library would read it (a Content-Encoding undone).
         content = httpx.Response(status, headers=answer_headers, content=raw).content
-        text = content.decode("utf-8", errors="replace")
         exchange = Exchange(
             method=method,
             path=path,
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
                                  keep_blank_values=True)),
-            headers=request_headers,
+            headers=dict(headers),
             body=_parse(body),
             status=status,
             response_headers={k.decode("latin-1"): v.decode("latin-1")
                               for k, v in answer_headers},
-            text=text,
+            text=content.decode("utf-8", errors="replace"),
             url=url,
             data=_json(content),
         )
-        obs = Observation(exchange, identity)
-        pid = obs.path_id or "-"
-        found = self.spec.check(exchange, content, pid)
-        found += check_exchange(self.ledger, exchange)
-        found += check_page(self.ledger, exchange, identity)
+        # The suite's checks, on the suite's Ledger (which also forgets a namespace that the
+        # sandbox's reset or world load emptied).
+        judged = verdict(self.ledger, exchange, suite="proxy")
+        obs = judged.observation
         # Oldest first (a page is newest first), so the newest are forgotten last.
         ids = [str(p.get("id")) for p in participations_in(exchange.data)][::-1]
         self.ledger.touch([*ids, *([obs.path_id] if obs.path_id else [])])
-        documented = self.spec.operation(method, path) is not None
-        self.tally.seen(applicable_rules(obs, documented))
-        return [self._record(check, message, exchange, body) for check, message in found]
+        self.tally.seen(judged.rules)
+        return [self._record(v, exchange, body) for v in judged.violations]
 
-    def _record(self, check: str, message: str, exchange: Exchange, body: bytes) -> Violation:
-        rule = RULE_OF.get(check) or PROXY_RULE_OF.get(check, "-")
-        participation = "-"
-        if ": participation " in message:
-            participation = message.split(": participation ", 1)[1].split(":", 1)[0].strip()
-        violation = Violation(_now(), rule, check, participation, message, exchange, body,
-                              exchange.url)
-        self.tally.add(violation)
-        print(violation.line(), file=self.out, flush=True)
+    def _record(self, violation: Violation, exchange: Exchange, body: bytes) -> LogEntry:
+        entry = LogEntry(_now(), violation, exchange, body, exchange.url)
+        self.tally.add(entry)
+        print(entry.line(), file=self.out, flush=True)
         if self.options.log:
             if self._log is None:
                 self._log = open(self.options.log, "a", encoding="utf-8")  # noqa: SIM115
-            self._log.write(dumps(violation) + "\n")
+            self._log.write(dumps(entry) + "\n")
             self._log.flush()
-        return violation
+        return entry
 
     async def _withhold(
-        self, send: Send, status: int, violations: list[Violation], live: bool
+        self, send: Send, status: int, violations: list[LogEntry], live: bool
     ) -> None:
-        first = violations[0]
+        first = violations[0].violation
         more = len(violations) - 1
         message = (
-            f"vpp-sandbox proxy withheld the upstream's {status} answer: it breaks rule "
-            f"{first.rule} ({first.check}) for participation {first.participation}: "
-            f"{first.detail.rstrip('.')}."
+            f"vpp-sandbox proxy withheld the upstream's {status} answer: it breaks "
+            f"{first.heading} for participation {first.participation}: "
+            f"{first.message.rstrip('.')}."
             + (f" ({more} more violation(s) in the proxy's log.)" if more else "")
             + " Fix the implementation, or run the proxy with --mode warn to pass such "
             "answers through."

@@ -112,11 +112,3 @@ class ProxyLedger(Ledger):
         with self._lock:
             for pid in ids:
                 self.bounded_objects.touch(pid)
-
-    def forget(self, identity: Identity) -> int:
-        """Forget a namespace's participations (the sandbox's reset or world load emptied it)."""
-        with self._lock:
-            gone = [pid for pid, seen in self.objects.items() if seen.owner == identity]
-            for pid in gone:
-                del self.objects[pid]
-            return len(gone)

@@ -1,40 +1,38 @@
-"""The proxy's findings: one Violation per broken rule on an exchange, its log line, the tally.
+"""The proxy's findings: each Violation of the suite's checks as the proxy logs it, and the tally.
 
-A Violation carries the request and the response as the client and the server sent them,
-with secrets replaced by shell variables (`$VPP_TOKEN`, `$VPP_BASIC`), and a curl command
-that replays the request against the upstream. The Tally counts exchanges, how many each
-rule applied to and how many broke it (bounded: counters, and the first few violations of
-each rule for JUnit), and renders the summary printed at exit and the JUnit report.
+A LogEntry is a `findings.Violation` (rule, check, participation, message, exchange) plus when
+it was seen, the request's body as the client sent it and the upstream's URL. Its log line
+carries the request and the response with secrets replaced by shell variables (`$VPP_TOKEN`,
+`$VPP_BASIC`), and a curl command that replays the request against the upstream. The Tally
+counts exchanges, how many each rule judged and how many broke it (bounded: counters, and the
+first few violations of each rule for JUnit, which `junit.py` renders) and renders the summary
+printed at exit.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from vpp_sandbox.contract_tests.ledger import Observation
+from vpp_sandbox.contract_tests import checks
+from vpp_sandbox.contract_tests.findings import Violation, rule_order
 from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = [
     "RULES",
+    "LogEntry",
     "Tally",
-    "Violation",
-    "applicable_rules",
     "curl_of",
     "dumps",
     "redact_headers",
 ]
 
-# Every rule the proxy judges, in report order.
-RULES = (*(str(n) for n in range(1, 16)), "§7", "schema")
-_VPP = ("createVppParticipation", "listVppParticipations", "retrieveVppParticipation",
-        "updateVppParticipation")
+# Every rule a check judges on a single exchange, in report order (the suite's registry).
+RULES = tuple(sorted({c.rule for c in checks.CHECKS}, key=rule_order))
 _QUIET_HEADERS = frozenset({
     "host", "content-length", "accept-encoding", "accept", "user-agent", "connection",
 })
@@ -85,17 +83,31 @@ def _body(data: Any, text: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken rule on one exchange."""
+class LogEntry:
+    """One Violation on one exchange, as the proxy saw it."""
 
     time: str
-    rule: str
-    check: str
-    participation: str
-    message: str
-    exchange: Exchange
+    violation: Violation
+    exchange: Exchange  # the exchange judged (the Violation's own)
     request_body: bytes
     upstream: str  # the upstream's URL of the request (what curl replays)
+
+    @property
+    def rule(self) -> str:
+        return self.violation.rule
+
+    @property
+    def check(self) -> str:
+        return self.violation.check
+
+    @property
+    def participation(self) -> str:
+        return self.violation.participation
+
+    @property
+    def message(self) -> str:
+        """The whole finding, as the Violation words it (rule, check, participation, what)."""
+        return str(self.violation)
 
     @property
     def curl(self) -> str:
@@ -127,41 +139,11 @@ class Violation:
             "curl": self.curl,
         }
 
-    @property
-    def detail(self) -> str:
-        """The message without its ``rule R (check): participation P:`` prefix."""
-        prefix = f"rule {self.rule} ({self.check}): participation {self.participation}: "
-        return self.message.removeprefix(prefix)
-
     def line(self) -> str:
         """One line for the terminal."""
-        return (f"VIOLATION rule {self.rule} ({self.check}) participation {self.participation}: "
-                f"{self.detail} [{self.exchange.method} {self.exchange.path} -> "
-                f"{self.exchange.status}]")
-
-
-def applicable_rules(obs: Observation, documented: bool) -> set[str]:
-    """The rules that had something to judge on this exchange (for 'applied' counts)."""
-    rules = {"§7"}
-    op, status = obs.operation, obs.exchange.status
-    if documented:
-        rules.add("schema")
-    has_objects = any(True for _ in obs.participations())
-    if has_objects:
-        rules |= {"1", "2", "3", "4", "5", "6", "7", "8", "9", "11"}
-    if op == "createBearerToken" and status == 200:
-        rules.add("9")
-    if has_objects and op in ("retrieveVppParticipation", "listVppParticipations"):
-        rules.add("10")
-    if op == "updateVppParticipation" and obs.identity is not None:
-        rules.add("12")
-    if op in _VPP and obs.identity is not None:
-        rules.add("13")
-    if op in _VPP and obs.identity is None:
-        rules.add("14")
-    if op == "listVppParticipations" and 200 <= status < 300:
-        rules.add("15")
-    return rules
+        v = self.violation
+        return (f"VIOLATION {v.heading} participation {v.participation}: {v.message} "
+                f"[{self.exchange.method} {self.exchange.path} -> {self.exchange.status}]")
 
 
 @dataclass(slots=True)
@@ -175,19 +157,20 @@ class Tally:
     applied: Counter[str] = field(default_factory=Counter)
     broken: Counter[str] = field(default_factory=Counter)
     by_check: Counter[tuple[str, str]] = field(default_factory=Counter)
-    examples: dict[str, list[Violation]] = field(default_factory=dict)
+    examples: dict[str, list[LogEntry]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def seen(self, rules: Iterable[str]) -> None:
+        """One exchange checked; `rules` had something to judge in it."""
         self.checked += 1
         self.applied.update(rules)
 
-    def add(self, violation: Violation) -> None:
-        self.broken[violation.rule] += 1
-        self.by_check[(violation.rule, violation.check)] += 1
-        kept = self.examples.setdefault(violation.rule, [])
+    def add(self, entry: LogEntry) -> None:
+        self.broken[entry.rule] += 1
+        self.by_check[(entry.rule, entry.check)] += 1
+        kept = self.examples.setdefault(entry.rule, [])
         if len(kept) < EXAMPLES_PER_RULE:
-            kept.append(violation)
+            kept.append(entry)
 
     @property
     def violations(self) -> int:
@@ -204,10 +187,10 @@ class Tally:
             lines.append(f"  exchanges the checks could not judge: {self.check_errors}")
         lines.append(f"  {'rule':<8}{'applied':>9}{'violations':>12}  checks")
         for rule in RULES:
-            checks = ", ".join(
+            names = ", ".join(
                 f"{c} x{n}" for (r, c), n in sorted(self.by_check.items()) if r == rule
             )
-            lines.append(f"  {rule:<8}{self.applied[rule]:>9}{self.broken[rule]:>12}  {checks}")
+            lines.append(f"  {rule:<8}{self.applied[rule]:>9}{self.broken[rule]:>12}  {names}")
         if evicted:
             lines.append(f"  {evicted} participations forgotten to bound memory "
                          "(their next view was checked as new)")
@@ -215,37 +198,7 @@ class Tally:
         lines.append(f"{'PASSED' if not self.violations else 'FAILED'}: {verdict}")
         return "\n".join(lines)
 
-    def write_junit(self, path: str | Path) -> None:
-        """One test case per rule: failed (with its first violations), passed, or skipped."""
-        root = ET.Element("testsuites", name="vpp-contract-proxy")
-        suite = ET.SubElement(
-            root, "testsuite", name="proxy", tests=str(len(RULES)),
-            failures=str(sum(1 for r in RULES if self.broken[r])),
-            skipped=str(sum(1 for r in RULES if not self.applied[r] and not self.broken[r])),
-            time=f"{self.seconds:.3f}",
-        )
-        for rule in RULES:
-            case = ET.SubElement(suite, "testcase", classname="vpp_contract.proxy",
-                                 name=f"rule {rule}")
-            if self.broken[rule]:
-                kept = self.examples.get(rule, [])
-                first = kept[0]
-                node = ET.SubElement(
-                    case, "failure",
-                    message=f"{self.broken[rule]} violation(s); first: {first.check} "
-                    f"participation {first.participation}",
-                )
-                node.text = "\n\n".join(
-                    f"{v.line()}\n    reproduce: {v.curl}" for v in kept
-                )
-            elif not self.applied[rule]:
-                ET.SubElement(case, "skipped",
-                              message="no exchange this rule applies to went through the proxy")
-            else:
-                case.set("assertions", str(self.applied[rule]))
-        ET.ElementTree(root).write(str(path), encoding="utf-8", xml_declaration=True)
 
-
-def dumps(violation: Violation) -> str:
+def dumps(entry: LogEntry) -> str:
     """The violation log's line for one violation."""
-    return json.dumps(violation.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(entry.to_json(), ensure_ascii=False, separators=(",", ":"))

@@ -66,9 +66,11 @@ def run_suites(
     *,
     profile: str = "",
     min_coverage: float | None = None,
+    ledger: Ledger | None = None,
 ) -> Report:
-    """Run the named suites (all by default) and return what they found and covered."""
-    ledger = Ledger()
+    """Run the named suites (all by default) and return what they found and covered. Calls
+    given one `ledger` (what the checks have seen) continue one run suite by suite."""
+    ledger = ledger if ledger is not None else Ledger()
     report = Report(
         seed=options.seed,
         coverage=ledger.coverage,

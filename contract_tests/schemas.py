@@ -1,20 +1,30 @@
-"""The spec's documented responses, compiled once: which statuses an operation may answer, and
-a validator for each response body (OpenAPI 3.0 `nullable` turned into Draft 4)."""
+"""The spec's documented responses, compiled once: which statuses an operation may answer, with
+which media types and headers, and a validator for each body (OpenAPI 3.0 `nullable` turned
+into Draft 4); and the spec's request schemas and media types."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
 
 from vpp_sandbox import openapi
 
-__all__ = ["documented_statuses", "request_problem", "response_problem", "rfc3339"]
+__all__ = [
+    "documented_statuses",
+    "request_media_types",
+    "request_problem",
+    "response_problem",
+    "rfc3339",
+]
 
 _METHODS = ("get", "post", "put", "patch", "delete")
+
+Problem = Callable[[Any], str | None]
 
 
 def _draft4(node: Any) -> Any:
@@ -33,23 +43,59 @@ def _draft4(node: Any) -> Any:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Header:
+    required: bool
+    types: tuple[str, ...]  # the schema's types, to read the header's text as one of them
+    problem: Problem
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    """One documented response: its media types, headers and JSON body (None: no body)."""
+
+    media_types: tuple[str, ...]
+    headers: Mapping[str, _Header]
+    body: Problem | None
+
+
+def _resolve(spec: dict[str, Any], node: dict[str, Any], kind: str) -> dict[str, Any]:
+    if "$ref" in node:
+        resolved: dict[str, Any] = spec["components"][kind][node["$ref"].rsplit("/", 1)[1]]
+        return resolved
+    return node
+
+
 @functools.cache
-def _table() -> dict[str, dict[int, Callable[[Any], str | None] | None]]:
-    """operationId -> status -> body problem finder (None: the response has no body)."""
+def _table() -> dict[str, dict[int, _Response]]:
+    """operationId -> status -> what the spec documents for that response."""
     spec = openapi.load()
     components = _draft4(spec.get("components", {}))
-    table: dict[str, dict[int, Callable[[Any], str | None] | None]] = {}
+    table: dict[str, dict[int, _Response]] = {}
     for item in spec["paths"].values():
         for method in _METHODS:
             op = item.get(method)
             if not isinstance(op, dict):
                 continue
-            statuses: dict[int, Callable[[Any], str | None] | None] = {}
+            statuses: dict[int, _Response] = {}
             for code, response in op.get("responses", {}).items():
-                if "$ref" in response:
-                    response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
-                schema = response.get("content", {}).get("application/json", {}).get("schema")
-                statuses[int(code)] = _compile(schema, components) if schema else None
+                response = _resolve(spec, response, "responses")
+                content = response.get("content", {})
+                schema = content.get("application/json", {}).get("schema")
+                headers = {}
+                for name, header in response.get("headers", {}).items():
+                    header = _resolve(spec, header, "headers")
+                    kind = header.get("schema", {}).get("type", "string")
+                    headers[name.lower()] = _Header(
+                        bool(header.get("required")),
+                        tuple(kind) if isinstance(kind, list) else (kind,),
+                        _compile(header.get("schema", {}), components),
+                    )
+                statuses[int(code)] = _Response(
+                    tuple(str(m).lower() for m in content),
+                    headers,
+                    _compile(schema, components) if schema else None,
+                )
             table[op["operationId"]] = statuses
     return table
 
@@ -95,8 +141,11 @@ def documented_statuses(operation: str) -> tuple[int, ...]:
     return tuple(sorted(_table().get(operation, {})))
 
 
-def response_problem(operation: str, status: int, body: Any) -> str | None:
-    """What is wrong with a response by the spec: an undocumented status or a body that breaks
+def response_problem(
+    operation: str, status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> str | None:
+    """What is wrong with a response by the spec: an undocumented status, a media type or a
+    header the spec does not document for it (when `headers` are given), or a body that breaks
     the documented schema; None when it conforms (or the operation is not the spec's)."""
     statuses = _table().get(operation)
     if statuses is None:
@@ -104,13 +153,78 @@ def response_problem(operation: str, status: int, body: Any) -> str | None:
     if status not in statuses:
         documented = ", ".join(str(s) for s in sorted(statuses))
         return f"status {status} is not documented for {operation} (documented: {documented})"
-    check = statuses[status]
-    if check is None:
+    response = statuses[status]
+    if headers is not None:
+        problem = _header_problem(response, {k.lower(): v for k, v in headers.items()})
+        if problem is not None:
+            return f"{status} {problem}"
+    if response.body is None:
         return None
     if body is None:
         return f"{status} has no JSON body"
-    return check(body)
+    return response.body(body)
 
+
+def _header_problem(response: _Response, headers: Mapping[str, str]) -> str | None:
+    if response.media_types:
+        sent = headers.get("content-type")
+        if sent is None:
+            return f"has no Content-Type (documented: {', '.join(response.media_types)})"
+        if not any(_media_matches(m, sent) for m in response.media_types):
+            return (f"has Content-Type {sent!r}, which is not documented for it (documented: "
+                    f"{', '.join(response.media_types)})")
+    for name, header in response.headers.items():
+        value = headers.get(name)
+        if value is None:
+            if header.required:
+                return f"lacks the documented header {name}"
+            continue
+        problem = header.problem(_typed(value, header.types))
+        if problem is not None:
+            return f"header {name}: {value!r}: {problem.split(': ', 1)[-1]}"
+    return None
+
+
+def _media_parts(media: str) -> tuple[str, str]:
+    kind, _, sub = media.split(";", 1)[0].strip().lower().partition("/")
+    return kind, sub
+
+
+def _media_matches(documented: str, sent: str) -> bool:
+    """`sent` (parameters ignored) is the documented media type, or one its wildcards allow."""
+    want, got = _media_parts(documented), _media_parts(sent)
+    return all(w in ("*", g) for w, g in zip(want, got, strict=True)) and all(got)
+
+
+def _typed(value: str, types: tuple[str, ...]) -> Any:
+    """A header's text as the JSON value its schema types it (integers, numbers, booleans)."""
+    text = value.strip()
+    if "integer" in types and re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    if "number" in types and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):
+        return float(text)
+    if "boolean" in types and text in ("true", "false"):
+        return text == "true"
+    return value
+
+
+def request_media_types(operation: str) -> frozenset[str] | None:
+    """The media types the spec declares for `operation`'s request body (empty: it takes no
+    body); None for an operation that is not the spec's."""
+    return _request_media().get(operation)
+
+
+@functools.cache
+def _request_media() -> dict[str, frozenset[str]]:
+    spec = openapi.load()
+    return {
+        op["operationId"]: frozenset(
+            str(m).lower() for m in op.get("requestBody", {}).get("content", {})
+        )
+        for item in spec["paths"].values()
+        for method in _METHODS
+        if isinstance(op := item.get(method), dict)
+    }
 
 
 @functools.cache

@@ -8,6 +8,7 @@ Store subclasses. Nothing here touches mock_server itself.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,13 @@ from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.store import ParticipationNotFound
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
-__all__ = ["DEFECTS", "SECOND", "Defect", "build"]
+__all__ = ["DEFECTS", "JWT_SECRET", "SECOND", "Defect", "build"]
 
 SECOND = Account("acc_" + "5e" * 12, "sk_test_contractsecondaccount")
 ACCOUNTS = (*DEFAULT_ACCOUNT, SECOND)
+# The in-process sandbox's signing secret (random, one per test process): the suite is given
+# it as a provider gives its staging's (Target.jwt_secret), so a genuine expired token is made.
+JWT_SECRET = secrets.token_urlsafe(32)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -405,7 +409,7 @@ DEFECTS: tuple[Defect, ...] = (
 
 def build(defect: Defect | None = None) -> Any:
     """The mock app (in-memory, two accounts) with `defect` built in, or the real one."""
-    settings = Settings(db=":memory:", accounts=ACCOUNTS)
+    settings = Settings(db=":memory:", accounts=ACCOUNTS, jwt_secret=JWT_SECRET)
     store_cls = defect.store if defect is not None and defect.store is not None else SqliteStore
     app: Any = create_app(settings, store_cls(":memory:", next_due=next_due))
     if defect is not None and defect.middleware is not None:

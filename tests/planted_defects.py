@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import jwt
 
 from tests.contract_defects import (
+    JWT_SECRET,
     Answer,
     Defect,
     EachParticipation,
@@ -26,8 +27,7 @@ from tests.contract_defects import (
     Scope,
 )
 from vpp_sandbox.mock_server.lifecycle import DESCRIPTIONS, State, expected_path
-from vpp_sandbox.mock_server.settings import Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 __all__ = ["PLANTED"]
 
@@ -345,24 +345,24 @@ class FullPageSaysHasMore(Rewriter):
         return answer
 
 
-class CursorDropsDeviceFilter(Store):
+class CursorDropsDeviceFilter(SqliteStore):
     """With starting_after the device filter is forgotten: later pages mix in other devices."""
 
-    def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
+    async def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
         if kwargs.get("starting_after") is not None:
             kwargs["device_id"] = None
-        return super().list_json(namespace, **kwargs)
+        return await super().list_json(namespace, **kwargs)
 
 
-class EndingBeforeCountsOtherDevices(Store):
+class EndingBeforeCountsOtherDevices(SqliteStore):
     """ending_before takes `limit` items of the whole namespace, then filters the device: pages
     walking back come out short and skip the device's items."""
 
-    def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
+    async def list_json(self, namespace: Any, **kwargs: Any) -> tuple[list[str], bool]:
         device = kwargs.get("device_id")
         if kwargs.get("ending_before") is None or device is None:
-            return super().list_json(namespace, **kwargs)
-        items, has_more = super().list_json(namespace, **{**kwargs, "device_id": None})
+            return await super().list_json(namespace, **kwargs)
+        items, has_more = await super().list_json(namespace, **{**kwargs, "device_id": None})
         return [i for i in items if json.loads(i)["device_id"] == device], has_more
 
 
@@ -446,7 +446,7 @@ class TelemetryStaysActiveWhenLost(EachParticipation):
 class ExpiredTokenAccepted(Rewriter):
     """A token past its exp is still accepted (the signature is checked, the expiry is not)."""
 
-    SECRET = Settings().jwt_secret
+    SECRET = JWT_SECRET  # the in-process sandbox's (tests.contract_defects.build)
 
     def before(self, request: Request, scope: Scope) -> Scope:
         auth = request.headers.get("authorization", "")

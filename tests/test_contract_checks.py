@@ -206,3 +206,39 @@ def test_the_ci_job_in_docs_runs_the_suite_and_keeps_the_junit_report() -> None:
     assert "secrets.VPP_STAGING_URL" in run["env"]["VPP_STAGING_URL"]
     keep = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert keep["if"] == "always()" and keep["with"]["path"] == "reports/"
+
+
+def _answer(status: int, data: Any, response_headers: dict[str, str],
+            method: str = "GET", path: str = "/vpp-participations/vpp_" + "a" * 24,
+            headers: dict[str, str] | None = None) -> Observation:
+    ex = _exchange(method, path, status, data)
+    ex.response_headers = response_headers
+    if headers is not None:
+        ex.headers = headers
+    return Observation(ex, IDENTITY)
+
+
+def test_the_schema_check_holds_the_media_type_and_headers_the_spec_documents() -> None:
+    check = checks.response_matches_schema
+    error = {"object": "error", "type": "rate_limit", "code": "rate_limited", "message": "m",
+             "context": "c", "live_mode": False, "time_created": "2026-11-03T09:15:00Z"}
+    json_type = {"content-type": "application/json; charset=utf-8"}
+    assert check(_answer(200, _participation(), json_type)) is True
+    assert check(_answer(429, error, {**json_type, "retry-after": "2"})) is True
+    for status, data, headers, wrong in [
+        (200, _participation(), {"content-type": "text/plain"}, "'text/plain'"),
+        (200, _participation(), {}, "has no Content-Type"),
+        (200, _participation(), {"content-type": "application"}, "'application'"),
+        (429, error, {**json_type, "retry-after": "soon"}, "header retry-after: 'soon'"),
+        (429, error, {**json_type, "retry-after": "0"}, "header retry-after: '0'"),
+    ]:
+        with pytest.raises(AssertionError, match=r"^rule §2 \(response_matches_schema\)") as got:
+            check(_answer(status, data, headers))
+        assert wrong in str(got.value), str(got.value)
+    # A request in a media type the operation does not take (GET /login takes no body) may be
+    # refused in any way §7 allows; answered, its answer is held to the spec as any other.
+    probe = {"Authorization": "Basic x", "Content-Type": "multipart/form-data"}
+    refused = _answer(400, error, json_type, path="/login", headers=probe)
+    assert check(refused) is False
+    with pytest.raises(AssertionError, match="bearer_token"):
+        check(_answer(200, {"expires_in": 3600}, json_type, path="/login", headers=probe))

@@ -55,16 +55,21 @@ def test_the_cli_passes_against_the_served_mock(
 
 
 @pytest.mark.slow
-def test_a_live_token_cannot_see_test_objects(
-    server: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_live_token_cannot_see_test_objects(server: str) -> None:
+    from vpp_sandbox.contract_tests.report import Options
+    from vpp_sandbox.contract_tests.runner import run_suites
+    from vpp_sandbox.contract_tests.target import Credentials, Target
+
+    # The second credential is the same account's live key: only the isolation suite uses it.
     test_key, live_key = DEFAULT_ACCOUNT[0], DEFAULT_ACCOUNT[1]
-    code = main([
-        "test", "--base-url", server, "--account-id", test_key.account_id,
-        "--api-key", test_key.api_key, "--second-account-id", live_key.account_id,
-        "--second-api-key", live_key.api_key, "--profile", "quick", "--max-examples", "2",
-    ])
-    assert code == 0, capsys.readouterr().out
+    target = Target(Credentials(test_key.account_id, test_key.api_key), base_url=server,
+                    second=Credentials(live_key.account_id, live_key.api_key))
+    report = run_suites(target, Options(seed=1), suites=["isolation"])
+    assert report.passed, report.render()
+    (isolation,) = report.suites
+    assert not isolation.skipped and isolation.cases > 5
+    assert report.coverage.checks_exercised() >= {
+        "namespaces_are_isolated", "foreign_id_not_found", "not_listed_to_other_namespace"}
 
 
 def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
