@@ -311,6 +311,7 @@ def start_sandbox(
     db: Path | None = None,
     autopilot: bool = True,
     source: Path | None = None,
+    workers: int = 1,
 ) -> Sandbox:
     """`python -m vpp_sandbox serve` on a free port, as a user runs it (default settings).
 
@@ -322,6 +323,8 @@ def start_sandbox(
     cmd = [str(VENV_PYTHON), "-m", "vpp_sandbox", "serve", "--port", str(port)]
     if not autopilot:
         cmd.append("--no-autopilot")
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     if db is None:
         db = tmp / f"{name}-{size}-{time.monotonic_ns()}.db"
         cmd += ["--world", "load", "--size", str(size), "--seed", str(seed)]

@@ -62,6 +62,7 @@ LABELS = {
     "prism-page": "Prism -v silent, real page",
     "ours": "sandbox (autopilot on)",
     "ours-noap": "sandbox --no-autopilot",
+    "ours-x2": "sandbox --workers 2",
     "minimal": "minimal ASGI + validation",
     "minimal-plain": "minimal ASGI, no validation",
 }
@@ -158,6 +159,9 @@ def main() -> int:
         "--no-scaling", action="store_true", help="skip the restart and the 100,000 world"
     )
     parser.add_argument("--quiet", action="store_true", help="no line per wrk run")
+    parser.add_argument(
+        "--no-workers", action="store_true", help="without the sandbox at --workers 2"
+    )
     args = parser.parse_args()
     ops = [op.strip() for op in args.ops.split(",") if op.strip()]
     unknown = set(ops) - set(OPS)
@@ -169,7 +173,7 @@ def main() -> int:
     progress: Callable[[str], None] = (
         (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     )
-    runs_per_op = {"retrieve": 5, "list": 5, "create": 3, "update": 3}
+    runs_per_op = {"retrieve": 6, "list": 6, "create": 4, "update": 4}
     estimate = sum(runs_per_op[op] for op in ops) * (args.rounds * args.seconds + args.warmup)
     if not args.no_scaling:
         estimate += 4 * (args.rounds * args.seconds + args.warmup) + 30
@@ -185,6 +189,10 @@ def main() -> int:
         noap = start_sandbox(tmp, "ours-noap", size=args.size, autopilot=False)
         servers.append(noap.server)
         sandboxes: dict[str, Sandbox] = {"ours": ours, "ours-noap": noap}
+        if not args.no_workers:
+            two = start_sandbox(tmp, "ours-x2", size=args.size, workers=2)
+            servers.append(two.server)
+            sandboxes["ours-x2"] = two
         bases: dict[str, tuple[str, str | None]] = {
             name: (sb.base, sb.token) for name, sb in sandboxes.items()
         }
@@ -221,10 +229,10 @@ def main() -> int:
 
         # -- the rotation, operation by operation -------------------------------------------
         who = {
-            "retrieve": ["prism", "ours", "ours-noap", "minimal", "minimal-plain"],
-            "list": ["prism", "prism-page", "ours", "ours-noap", "minimal"],
-            "create": ["prism", "ours", "ours-noap"],
-            "update": ["prism", "ours", "ours-noap"],
+            "retrieve": ["prism", "ours", "ours-noap", "ours-x2", "minimal", "minimal-plain"],
+            "list": ["prism", "prism-page", "ours", "ours-noap", "ours-x2", "minimal"],
+            "create": ["prism", "ours", "ours-noap", "ours-x2"],
+            "update": ["prism", "ours", "ours-noap", "ours-x2"],
         }
         pools: dict[str, list[str]] = {}
         results: dict[str, dict[str, list[Result]]] = {}
@@ -335,7 +343,7 @@ def report(
     print(
         f"\n{when}: wrk -t1 -c{args.connections}, {args.rounds} round(s) x {args.seconds:g} s "
         f"per server in rotation after a {args.warmup:g} s warm-up; {args.size:,} participations "
-        "(world `load`, seed 1); one uvicorn worker; request and response validation on.\n"
+        "(world `load`, seed 1); one uvicorn worker unless said; request and response validation on.\n"
         "req/s: median of the rounds (min-max); p99 ms: median (max); x Prism: ratio of the "
         "medians to Prism -v silent; errors: non-2xx answers and socket errors.\n"
     )
@@ -382,6 +390,13 @@ def report(
     ratio_target("list", "prism-page", 1.5, "list 30 >= 1.5x Prism (the same page)")
     ratio_target("create", "prism", 1.0, "create >= 1x Prism silent")
     ratio_target("update", "prism", 1.0, "update >= 1x Prism silent")
+    for op, need in (("retrieve", 2.0), ("list", 1.0)):
+        by = summaries.get(op, {})
+        if "ours-x2" in by and "prism" in by:
+            value = by["ours-x2"].rps / by["prism"].rps
+            targets.append(
+                (f"{OP_TITLES[op]} at 2 workers >= {need:g}x Prism", f"{value:.2f}x", value >= need)
+            )
     for op in ("retrieve", "list"):
         by = summaries.get(op, {})
         if "ours" in by:
