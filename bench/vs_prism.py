@@ -343,7 +343,8 @@ def report(
     print(
         f"\n{when}: wrk -t1 -c{args.connections}, {args.rounds} round(s) x {args.seconds:g} s "
         f"per server in rotation after a {args.warmup:g} s warm-up; {args.size:,} participations "
-        "(world `load`, seed 1); one uvicorn worker unless said; request and response validation on.\n"
+        "(world `load`, seed 1); one uvicorn worker unless said; "
+        "request and response validation on.\n"
         "req/s: median of the rounds (min-max); p99 ms: median (max); x Prism: ratio of the "
         "medians to Prism -v silent; errors: non-2xx answers and socket errors.\n"
     )
