@@ -427,7 +427,7 @@ class Store:
 
     async def bulk_load(self, rows: Iterable[Row]) -> int:
         """Insert many rows when nothing else is running (`serve --world` before it listens):
-        the engine's fastest way, one transaction. An id that exists is an error."""
+        in transactions of 10,000 rows. An id that exists is an error."""
         return await self.load_rows(rows, batch=10_000)
 
     async def _insert_rows(self, rows: list[Row]) -> int:
