@@ -122,6 +122,14 @@ class Control:
         size = body.get("size")
         if name == "load" and size is None:
             size = _LOAD_SIZE
+        limit = self.state.settings.max_participations
+        if size is not None and size > limit:
+            raise ApiError(
+                "invalid_request_body",
+                f"size {size} is more than the {limit} participations one account's mode may "
+                f"hold on this sandbox (--max-participations). Ask for a size of {limit} or "
+                "less.",
+            )
         try:
             loaded = await load_into(
                 self.state.store, self.clock, self.state.catalog, ns, name, seed, size

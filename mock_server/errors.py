@@ -52,6 +52,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "participation_exists": (409, "invalid_request"),
     "autopilot_unavailable": (409, "invalid_request"),
     "timeline_full": (409, "invalid_request"),
+    "namespace_full": (409, "invalid_request"),
     "account_not_deletable": (409, "invalid_request"),
     "account_limit_reached": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),

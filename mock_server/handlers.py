@@ -104,7 +104,9 @@ class Handlers:
             now=now,
             scenario=scenario_for_device(body["device_id"]),
         )
-        document = await self.state.store.insert(participation)
+        document = await self.state.store.insert(
+            participation, limit=self.state.settings.max_participations
+        )
         location = f"/vpp-participations/{participation.id}"
         return stored(document), 201, {"Location": location}
 

@@ -118,6 +118,9 @@ class Settings:
     # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
     admin_key: str | None = None
     max_accounts: int = 1000
+    # Participations one namespace (an account's test or live mode) may hold: creates past it
+    # are a 409 namespace_full, so one tenant cannot fill the disk (a world load replaces).
+    max_participations: int = 100_000
     # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
     # many namespaces (least recently heard from dropped first), one access-log line a request.
     journal_size: int = 100
@@ -173,6 +176,8 @@ class Settings:
             values["admin_key"] = env["VPP_ADMIN_KEY"]
         if env.get("VPP_MAX_ACCOUNTS"):
             values["max_accounts"] = int(env["VPP_MAX_ACCOUNTS"])
+        if env.get("VPP_MAX_PARTICIPATIONS"):
+            values["max_participations"] = int(env["VPP_MAX_PARTICIPATIONS"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

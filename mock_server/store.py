@@ -37,8 +37,10 @@ from vpp_sandbox.mock_server.documents import check_document
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
 
 __all__ = [
+    "BACKFILL_COUNTS",
     "INSERT_ROW",
     "DuplicateParticipation",
+    "NamespaceFull",
     "NextDue",
     "ParticipationNotFound",
     "Row",
@@ -90,6 +92,18 @@ class DuplicateParticipation(StoreError):
             f"{existing.programme.id} with {existing.id} ({existing.current_state.value}). "
             f"Update or retrieve {existing.id}; a new participation can be created once it is "
             "INELIGIBLE, OFFBOARDED or FAILED."
+        )
+
+
+class NamespaceFull(StoreError):
+    code = "namespace_full"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This account's mode already holds its maximum of {limit} participations "
+            "(--max-participations, VPP_MAX_PARTICIPATIONS). Empty it with POST /_sandbox/reset, "
+            "use a throwaway account (POST /_sandbox/accounts), or restart the sandbox with a "
+            "higher limit."
         )
 
 
@@ -155,6 +169,14 @@ TABLES = (
         data          TEXT NOT NULL,
         PRIMARY KEY (kind, id)
     )""",
+    # How many participations each namespace holds, kept by the engine's triggers on every
+    # insert and delete (COUNTED): the per-namespace limit is one lookup, not a count.
+    """CREATE TABLE IF NOT EXISTS sandbox_counts (
+        account_id     TEXT NOT NULL,
+        live_mode      INTEGER NOT NULL,
+        participations BIGINT NOT NULL,
+        PRIMARY KEY (account_id, live_mode)
+    )""",
     """CREATE TABLE IF NOT EXISTS sandbox_meta (
         key           TEXT PRIMARY KEY,
         value         TEXT NOT NULL
@@ -178,6 +200,14 @@ INDEXES = (
         ON participations (account_id, live_mode, device_id, programme_id) WHERE terminal = 0""",
     """CREATE INDEX IF NOT EXISTS participations_due
         ON participations (account_id, live_mode, next_due_at) WHERE next_due_at IS NOT NULL""",
+)
+
+# A store file or database made before `sandbox_counts` existed: count what it holds, once,
+# in the transaction that creates the table and its triggers.
+BACKFILL_COUNTS = (
+    "INSERT INTO sandbox_counts (account_id, live_mode, participations) "
+    "SELECT account_id, live_mode, COUNT(*) FROM participations "
+    "WHERE NOT EXISTS (SELECT 1 FROM sandbox_counts) GROUP BY account_id, live_mode"
 )
 
 _COLUMNS = "body, scenario"
@@ -311,13 +341,29 @@ class Store:
 
     # -- participations: writes ------------------------------------------------------------------
 
-    async def insert(self, participation: Participation) -> str:
-        """Add a new participation; a second open one for the device and programme is refused.
+    async def insert(self, participation: Participation, *, limit: int | None = None) -> str:
+        """Add a new participation; a second open one for the device and programme is refused,
+        and so is one more in a namespace that holds `limit` already (`NamespaceFull`).
 
         Returns the stored JSON text (the API object, as `get_json` reads it back).
         """
         row = self.row(participation)
         async with self._tx() as tx:
+            if limit is not None:
+                if self.row_lock:
+                    # The namespace's counter row must exist to be locked (FOR UPDATE) before
+                    # it is read, so concurrent creates take turns. SQLite has one writer.
+                    await tx.execute(
+                        "INSERT INTO sandbox_counts (account_id, live_mode, participations) "
+                        "VALUES (?, ?, 0) ON CONFLICT (account_id, live_mode) DO NOTHING",
+                        row[1:3],
+                    )
+                held = await tx.fetchone(
+                    f"SELECT participations FROM sandbox_counts WHERE {_NS}" + self.row_lock,
+                    row[1:3],
+                )
+                if held is not None and int(held[0]) >= limit:
+                    raise NamespaceFull(limit)
             if participation.current_state in TERMINAL:
                 await tx.execute(INSERT_ROW, row)
                 return str(row[10])
@@ -460,7 +506,9 @@ class Store:
     async def reset(self) -> None:
         """Forget every participation and every namespace's state (tests, `:memory:`)."""
         async with self._tx() as tx:
-            for table in ("participations", "sandbox_clocks", "sandbox_rate_buckets"):
+            for table in (
+                "participations", "sandbox_counts", "sandbox_clocks", "sandbox_rate_buckets"
+            ):
                 await tx.execute(f"DELETE FROM {table}")
 
     # -- participations: reads -------------------------------------------------------------------

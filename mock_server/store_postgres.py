@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from vpp_sandbox.mock_server.store import (
+    BACKFILL_COUNTS,
     INDEXES,
     TABLES,
     NextDue,
@@ -44,6 +45,34 @@ STATEMENT_TIMEOUT_MS = 15_000
 POOL_TIMEOUT_S = 15.0
 # The whole schema is created under this advisory lock: replicas starting at once are fine.
 _SCHEMA_LOCK = 0x7670_7073_616E_6478  # "vppsandx"
+
+
+# `sandbox_counts` follows every insert and delete of a participation, whichever code path
+# (create, world loads, resets, deleted accounts) makes it. Made once, under the schema lock
+# (CREATE OR REPLACE TRIGGER would need PostgreSQL 14, and takes the table's lock each start).
+_COUNTING = (
+    """CREATE OR REPLACE FUNCTION sandbox_count_participations() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO sandbox_counts (account_id, live_mode, participations)
+                VALUES (NEW.account_id, NEW.live_mode, 1)
+                ON CONFLICT (account_id, live_mode)
+                DO UPDATE SET participations = sandbox_counts.participations + 1;
+                RETURN NEW;
+            END IF;
+            UPDATE sandbox_counts SET participations = participations - 1
+            WHERE account_id = OLD.account_id AND live_mode = OLD.live_mode;
+            RETURN OLD;
+        END $$""",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'participations_counted'
+                       AND tgrelid = 'participations'::regclass) THEN
+            CREATE TRIGGER participations_counted AFTER INSERT OR DELETE ON participations
+            FOR EACH ROW EXECUTE FUNCTION sandbox_count_participations();
+        END IF;
+    END $$""",
+)
 
 
 @functools.cache
@@ -122,6 +151,9 @@ class PostgresStore(Store):
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     for sql in (*TABLES, *INDEXES):
                         await conn.execute(_ddl(sql))
+                    await conn.execute(BACKFILL_COUNTS)
+                    for sql in _COUNTING:
+                        await conn.execute(sql)
             except (psycopg.Error, TimeoutError, OSError) as exc:
                 await pool.close()
                 raise StoreUnavailable(

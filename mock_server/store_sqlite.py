@@ -22,7 +22,16 @@ from typing import Any
 
 import anyio
 
-from vpp_sandbox.mock_server.store import INDEXES, INSERT_ROW, TABLES, NextDue, Row, Store, Tx
+from vpp_sandbox.mock_server.store import (
+    BACKFILL_COUNTS,
+    INDEXES,
+    INSERT_ROW,
+    TABLES,
+    NextDue,
+    Row,
+    Store,
+    Tx,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -37,6 +46,24 @@ _VACUUM_STEP = 64
 # in a thread on a connection of its own, once it holds this much; SQLite's own automatic
 # checkpoint would run inside a committing request and stall every other one (tens of ms).
 _CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+
+# `sandbox_counts` follows every insert and delete of a participation, whichever code path
+# (create, world loads, resets, deleted accounts) makes it.
+_COUNTING = (
+    """CREATE TRIGGER IF NOT EXISTS participations_counted_in
+        AFTER INSERT ON participations BEGIN
+            INSERT INTO sandbox_counts (account_id, live_mode, participations)
+            VALUES (NEW.account_id, NEW.live_mode, 1)
+            ON CONFLICT (account_id, live_mode)
+            DO UPDATE SET participations = participations + 1;
+        END""",
+    """CREATE TRIGGER IF NOT EXISTS participations_counted_out
+        AFTER DELETE ON participations BEGIN
+            UPDATE sandbox_counts SET participations = participations - 1
+            WHERE account_id = OLD.account_id AND live_mode = OLD.live_mode;
+        END""",
+)
 
 
 class _Connection(Tx):
@@ -93,6 +120,9 @@ class SqliteStore(Store):
                 if row[1] == "participations_open" and not row[2]:
                     self._db.execute("DROP INDEX participations_open")
             for sql in INDEXES:
+                self._db.execute(sql)
+            self._db.execute(BACKFILL_COUNTS)
+            for sql in _COUNTING:
                 self._db.execute(sql)
             self._db.execute("COMMIT")
 

@@ -505,8 +505,8 @@ def test_a_500_after_a_create_was_committed_says_it_may_have_been_applied(sb: Sa
     """An error after the write: the message must not promise nothing changed."""
     real_insert = sb.store.insert
 
-    async def insert_then_break(participation: Any) -> str:
-        await real_insert(participation)  # committed
+    async def insert_then_break(participation: Any, **options: Any) -> str:
+        await real_insert(participation, **options)  # committed
         raise RuntimeError("the connection dropped after the commit")
 
     sb.store.insert = insert_then_break  # type: ignore[method-assign]

@@ -25,6 +25,7 @@ from vpp_sandbox.mock_server.lifecycle import (
 )
 from vpp_sandbox.mock_server.store import (
     DuplicateParticipation,
+    NamespaceFull,
     ParticipationNotFound,
     Store,
     UnknownCursor,
@@ -109,6 +110,45 @@ async def test_one_open_participation_per_device_and_programme(store: Store) -> 
     await store.insert(make(ns(), device="dev_" + "3" * 24))
     await store.update(space, first.id, to(State.FAILED, START))  # type: ignore[arg-type]
     await store.insert(make(space, device="dev_" + "3" * 24))
+
+
+async def test_a_namespace_holds_at_most_its_limit_whatever_wrote_it(store: Store) -> None:
+    space, other = ns(), ns()
+    for _ in range(3):
+        await store.insert(make(space), limit=3)
+    with pytest.raises(NamespaceFull):
+        await store.insert(make(space), limit=3)
+    finished = make(space)  # a finished participation is stored, so it counts too
+    with pytest.raises(NamespaceFull):
+        await store.insert(to(State.FAILED, START)(finished), limit=3)  # type: ignore[operator]
+    assert await store.count(space) == 3
+    await store.insert(make(other), limit=3)  # another namespace has its own count
+    # Rows loaded in bulk and rows deleted are counted as well.
+    assert await store.load_rows([store.row(make(other)) for _ in range(24)], batch=10) == 24
+    with pytest.raises(NamespaceFull):
+        await store.insert(make(other), limit=25)
+    await store.insert(make(other), limit=26)
+    assert await store.delete_namespace(space) == 3
+    for _ in range(3):
+        await store.insert(make(space), limit=3)
+
+
+async def test_concurrent_creates_never_pass_the_limit(store: Store) -> None:
+    space = ns()
+    made: list[str] = []
+    refused: list[NamespaceFull] = []
+
+    async def create() -> None:
+        try:
+            made.append(await store.insert(make(space), limit=5))
+        except NamespaceFull as exc:
+            refused.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(12):
+            group.start_soon(create)
+    assert (len(made), len(refused)) == (5, 7)
+    assert await store.count(space) == 5
 
 
 async def test_update_applies_the_change_atomically_and_refuses_unknown_ids(store: Store) -> None:

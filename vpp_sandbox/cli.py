@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most N accounts made on demand (default 1000, env VPP_MAX_ACCOUNTS)",
     )
     serve.add_argument(
+        "--max-participations",
+        type=_positive,
+        metavar="N",
+        help="at most N participations in one account's test or live mode; creates past it "
+        "are a 409 namespace_full (default 100000, env VPP_MAX_PARTICIPATIONS)",
+    )
+    serve.add_argument(
         "--no-autopilot",
         dest="autopilot",
         action="store_const",
@@ -257,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=args.workers,
                 admin_key=args.admin_key or None,
                 max_accounts=args.max_accounts,
+                max_participations=args.max_participations,
                 access_log=args.access_log,
                 **{name: getattr(args, name) for name in _LIMIT_FLAGS},
             )
