@@ -482,7 +482,7 @@ class Store:
             await tx.executemany(INSERT_ROW, rows)
         return len(rows)
 
-    async def delete_namespace(self, namespace: Namespace, *, batch: int = 100) -> int:
+    async def delete_namespace(self, namespace: Namespace, *, batch: int = 50) -> int:
         """Forget the namespace's participations (not its clock), a batch a transaction."""
         deleted = 0
         while True:
