@@ -170,7 +170,8 @@ TABLES = (
         PRIMARY KEY (kind, id)
     )""",
     # How many participations each namespace holds, kept by the engine's triggers on every
-    # insert and delete (COUNTED): the per-namespace limit is one lookup, not a count.
+    # insert and delete (store_sqlite.py, store_postgres.py): `--max-participations` is
+    # checked with one lookup, not a count.
     """CREATE TABLE IF NOT EXISTS sandbox_counts (
         account_id     TEXT NOT NULL,
         live_mode      INTEGER NOT NULL,
