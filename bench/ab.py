@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from harness import (
-    ROOT,
     Sandbox,
     Server,
     Summary,
     Target,
+    export,
     rotate,
     start_sandbox,
     suspended_pool,
@@ -32,16 +31,6 @@ from harness import (
 )
 
 OPS = ("retrieve", "list", "create", "update")
-
-
-def export(rev: str, into: Path) -> Path:
-    """The tree of `rev` (as committed) in `into`, for PYTHONPATH."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True, timeout=60
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
-    return into
 
 
 def targets_for(

@@ -29,7 +29,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness import ACCOUNT, PROGRAMME, PROVIDER, ROOT, TEST_KEY, VENV_PYTHON
+from harness import (
+    ACCOUNT,
+    ROOT,
+    SUSPEND_RECORDS,
+    TEST_KEY,
+    VENV_PYTHON,
+    export,
+    pool_body,
+)
 
 OPS = ("retrieve", "list", "create", "update")
 
@@ -133,38 +141,15 @@ async def _measure(app: Any, ops: list[str], requests: int, repeats: int) -> dic
             "POST",
             "/vpp-participations",
             headers=auth,
-            body=json.dumps(
-                {
-                    "device_id": f"dev_{os.urandom(12).hex()}",
-                    "provider_id": PROVIDER,
-                    "programme_id": PROGRAMME,
-                    "reference_id": f"POOL{i}",
-                }
-            ).encode(),
+            body=json.dumps(pool_body("POOL", i)).encode(),
         )
         pid = json.loads(body)["id"]
-        walk = [
-            "AWAITING_CUSTOMER_CONSENT",
-            "AWAITING_DEVICE_TELEMETRY",
-            "CHECKING_ELIGIBILITY",
-            "AWAITING_REGISTRATION",
-            "REGISTERED",
-            "ACTIVE",
-        ]
-        records: list[dict[str, Any]] = [{"state": s, "status": "COMPLETE"} for s in walk]
-        records.append(
-            {
-                "state": "SUSPENDED",
-                "status": "IN_PROGRESS",
-                "suspension_reasons": ["OPERATOR_REQUEST"],
-            }
-        )
         status, body = await call(
             app,
             "POST",
             f"/vpp-participations/{pid}",
             headers=auth,
-            body=json.dumps({"participation_state": records}).encode(),
+            body=json.dumps({"participation_state": SUSPEND_RECORDS}).encode(),
         )
         assert status == 200, body
         pool.append(pid)
@@ -180,19 +165,7 @@ async def _measure(app: Any, ops: list[str], requests: int, repeats: int) -> dic
         if op == "list":
             return "GET", "/vpp-participations", "limit=30", b""
         if op == "create":
-            return (
-                "POST",
-                "/vpp-participations",
-                "",
-                json.dumps(
-                    {
-                        "device_id": f"dev_{os.urandom(12).hex()}",
-                        "provider_id": PROVIDER,
-                        "programme_id": PROGRAMME,
-                        "reference_id": f"BENCH{n}",
-                    }
-                ).encode(),
-            )
+            return "POST", "/vpp-participations", "", json.dumps(pool_body("BENCH", n)).encode()
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1830297600 + n))
         return (
             "POST",
@@ -226,15 +199,6 @@ async def _measure(app: Any, ops: list[str], requests: int, repeats: int) -> dic
                     raise SystemExit(f"{op}: {status} {_[:300]!r}")
             out[op].append((time.process_time() - started) / requests)
     return out
-
-
-def export(rev: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True, timeout=60
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
-    return into
 
 
 def main() -> int:

@@ -338,42 +338,58 @@ def start_sandbox(
     return Sandbox(server, base, token_for(base), db, startup)
 
 
+# The update benchmark's participations: made, walked to ACTIVE, then SUSPENDED.
+SUSPEND_RECORDS: list[dict[str, object]] = [
+    *(
+        {"state": state, "status": "COMPLETE"}
+        for state in (
+            "AWAITING_CUSTOMER_CONSENT",
+            "AWAITING_DEVICE_TELEMETRY",
+            "CHECKING_ELIGIBILITY",
+            "AWAITING_REGISTRATION",
+            "REGISTERED",
+            "ACTIVE",
+        )
+    ),
+    {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": ["OPERATOR_REQUEST"]},
+]
+
+
+def pool_body(tag: str, i: int) -> dict[str, str]:
+    """The create body of the `i`th participation of an update pool: a device of its own."""
+    return {
+        "device_id": f"dev_{os.urandom(12).hex()}",
+        "provider_id": PROVIDER,
+        "programme_id": PROGRAMME,
+        "reference_id": f"{tag}{i}",
+    }
+
+
 def suspended_pool(base: str, token: str, count: int, tag: str = "POOL") -> list[str]:
     """Participations walked to SUSPENDED through the public API, for the update benchmark."""
     auth = {"Authorization": f"Bearer {token}"}
-    path = [
-        "AWAITING_CUSTOMER_CONSENT",
-        "AWAITING_DEVICE_TELEMETRY",
-        "CHECKING_ELIGIBILITY",
-        "AWAITING_REGISTRATION",
-        "REGISTERED",
-        "ACTIVE",
-    ]
     ids = []
     for i in range(count):
-        created = call(
-            f"{base}/vpp-participations",
+        created = call(f"{base}/vpp-participations", "POST", pool_body(tag, i), auth)
+        pid = str(created["id"])  # type: ignore[index]
+        call(
+            f"{base}/vpp-participations/{pid}",
             "POST",
-            {
-                "device_id": f"dev_{os.urandom(12).hex()}",
-                "provider_id": PROVIDER,
-                "programme_id": PROGRAMME,
-                "reference_id": f"{tag}{i}",
-            },
+            {"participation_state": SUSPEND_RECORDS},
             auth,
         )
-        pid = str(created["id"])  # type: ignore[index]
-        records: list[dict[str, object]] = [{"state": s, "status": "COMPLETE"} for s in path]
-        records.append(
-            {
-                "state": "SUSPENDED",
-                "status": "IN_PROGRESS",
-                "suspension_reasons": ["OPERATOR_REQUEST"],
-            }
-        )
-        call(f"{base}/vpp-participations/{pid}", "POST", {"participation_state": records}, auth)
         ids.append(pid)
     return ids
+
+
+def export(rev: str, into: Path) -> Path:
+    """The tree of `rev` (as committed) in `into`, for PYTHONPATH."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True, timeout=60
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
+    return into
 
 
 def write_scripts(tmp: Path) -> dict[str, Path]:

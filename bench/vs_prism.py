@@ -177,6 +177,18 @@ def main() -> int:
     estimate = sum(runs_per_op[op] for op in ops) * (args.rounds * args.seconds + args.warmup)
     if not args.no_scaling:
         estimate += 4 * (args.rounds * args.seconds + args.warmup) + 30
+
+    def run(targets: list[Target]) -> dict[str, list[Result]]:
+        """The command line's rotation of wrk over `targets`."""
+        return rotate(
+            targets,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            warmup=args.warmup,
+            connections=args.connections,
+            progress=progress,
+        )
+
     progress(f"about {estimate / 60:.0f} min of load, plus start-ups")
 
     tmp = Path(tempfile.mkdtemp(prefix="vpp-bench-"))
@@ -265,14 +277,7 @@ def main() -> int:
                         )
                     )
             progress(f"{OP_TITLES[op]}: {', '.join(t.label for t in targets)}")
-            results[op] = rotate(
-                targets,
-                rounds=args.rounds,
-                seconds=args.seconds,
-                warmup=args.warmup,
-                connections=args.connections,
-                progress=progress,
-            )
+            results[op] = run(targets)
         rss_small = rss_mb(ours.server.proc.pid)
         for server in servers:
             server.stop()
@@ -298,14 +303,7 @@ def main() -> int:
                     )
                     targets.append(Target(name, sb.base + path, sb.token))
                 progress(f"{OP_TITLES[op]}: {args.size:,} and {args.big:,} participations")
-                scaling[op] = rotate(
-                    targets,
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    connections=args.connections,
-                    progress=progress,
-                )
+                scaling[op] = run(targets)
             rss_big = rss_mb(big.server.proc.pid)
 
         report(

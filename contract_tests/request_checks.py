@@ -3,7 +3,7 @@ expected path) and §6 (request semantics). Each is registered with its rule."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from vpp_sandbox.contract_tests import model, schemas
@@ -34,6 +34,14 @@ __all__ = [
 
 def _own(obs: Observation, seen: Seen | None) -> bool:
     return seen is not None and obs.identity is not None and seen.owner == obs.identity
+
+
+def _own_views(obs: Observation) -> Iterator[tuple[Mapping[str, Any], Seen]]:
+    """Each participation in the answer that this namespace made, with what was seen of it."""
+    for p in obs.participations():
+        seen = obs.before.get(str(p.get("id")))
+        if seen is not None and _own(obs, seen):
+            yield p, seen
 
 
 def _ns(identity: Identity) -> str:
@@ -110,9 +118,8 @@ def reads_return_last_write(obs: Observation) -> bool:
     if obs.operation not in ("retrieveVppParticipation", "listVppParticipations"):
         return False
     judged = False
-    for p in obs.participations():
-        seen = obs.before.get(str(p.get("id")))
-        if not _own(obs, seen) or seen is None or seen.write is None:
+    for p, seen in _own_views(obs):
+        if seen.write is None:
             continue
         judged = True
         if p == seen.write:
@@ -145,10 +152,7 @@ def own_participation_found(obs: Observation) -> bool:
 def history_is_append_only(obs: Observation) -> bool:
     """Rule 11: the COMPLETE/IN_PROGRESS history seen before is a prefix of every later view."""
     judged = False
-    for p in obs.participations():
-        seen = obs.before.get(str(p.get("id")))
-        if not _own(obs, seen) or seen is None:
-            continue
+    for p, seen in _own_views(obs):
         judged = True
         if not _is_history_prefix(seen.view, p):
             old = [e.get("state") for e in history(seen.view)]
@@ -161,10 +165,7 @@ def history_is_append_only(obs: Observation) -> bool:
 def time_updated_never_goes_back(obs: Observation) -> bool:
     """§2: a participation's time_updated never goes back from one view to the next."""
     judged = False
-    for p in obs.participations():
-        seen = obs.before.get(str(p.get("id")))
-        if not _own(obs, seen) or seen is None:
-            continue
+    for p, seen in _own_views(obs):
         judged = True
         now = model.normalise_time(p.get("time_updated"))
         then = model.normalise_time(seen.view.get("time_updated"))

@@ -36,8 +36,7 @@ class Served:
 def served(*args: str, cwd: Path = ROOT, port_via_env: bool = False) -> Iterator[Served]:
     """`vpp-sandbox serve ARGS` until the block ends; it has answered a request when we yield.
 
-    The port goes in `--port`, or in `VPP_PORT` with `port_via_env`. Output goes to a file, not
-    a pipe, so a chatty server can never block on a full pipe.
+    The port goes in `--port`, or in `VPP_PORT` with `port_via_env`.
     """
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -46,6 +45,25 @@ def served(*args: str, cwd: Path = ROOT, port_via_env: bool = False) -> Iterator
         env["VPP_PORT"] = str(port)
     else:
         command += ["--port", str(port)]
+    with running(command, port, "/login", cwd=cwd, env=env) as server:
+        yield server
+
+
+@contextmanager
+def running(
+    command: list[str],
+    port: int,
+    probe: str,
+    *,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    stop_timeout: float = 10,
+) -> Iterator[Served]:
+    """A server `command` listening on `port` until the block ends (then SIGTERM); it has
+    answered `probe` when we yield, and `output` holds what it printed once it has stopped.
+    Output goes to a file, not a pipe, so a chatty server can never block on a full pipe.
+    """
+    name = f"vpp-sandbox {command[3]}"  # [python, -m, vpp_sandbox.cli, SUBCOMMAND, ...]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = Served(f"http://127.0.0.1:{port}", proc)
@@ -53,18 +71,18 @@ def served(*args: str, cwd: Path = ROOT, port_via_env: bool = False) -> Iterator
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    requests.get(server.base_url + "/login", timeout=1).close()
+                    requests.get(server.base_url + probe, timeout=1).close()
                     break
                 except requests.ConnectionError:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         log.seek(0)
-                        pytest.fail(f"vpp-sandbox serve did not start: {log.read()[-2000:]!r}")
+                        pytest.fail(f"{name} did not start: {log.read()[-2000:]!r}")
                     time.sleep(0.1)
             yield server
         finally:
-            proc.terminate()
+            proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -16,6 +16,7 @@ from test_http_errors import assert_error
 
 from vpp_sandbox.contract_tests import model
 from vpp_sandbox.mock_server.lifecycle import (
+    HAPPY_PATH,
     LEAVING_RESERVE,
     MAX_HISTORY,
     Participation,
@@ -52,14 +53,7 @@ def active(account_id: str = ACCOUNT_A) -> tuple[Participation, datetime]:
         now=T0,
     )
     now = T0
-    for state in (
-        S.AWAITING_CUSTOMER_CONSENT,
-        S.AWAITING_DEVICE_TELEMETRY,
-        S.CHECKING_ELIGIBILITY,
-        S.AWAITING_REGISTRATION,
-        S.REGISTERED,
-        S.ACTIVE,
-    ):
+    for state in HAPPY_PATH[1:]:  # from ENROLMENT_REQUESTED to ACTIVE
         now += timedelta(minutes=1)
         p = apply_update(p, [record(state)], now)
     return p, now
