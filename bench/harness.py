@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vpp_sandbox.contract_tests.model import HAPPY_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 ACCOUNT = "acc_661677911f2197045e6cf1b1"
@@ -340,17 +342,7 @@ def start_sandbox(
 
 # The update benchmark's participations: made, walked to ACTIVE, then SUSPENDED.
 SUSPEND_RECORDS: list[dict[str, object]] = [
-    *(
-        {"state": state, "status": "COMPLETE"}
-        for state in (
-            "AWAITING_CUSTOMER_CONSENT",
-            "AWAITING_DEVICE_TELEMETRY",
-            "CHECKING_ELIGIBILITY",
-            "AWAITING_REGISTRATION",
-            "REGISTERED",
-            "ACTIVE",
-        )
-    ),
+    *({"state": state, "status": "COMPLETE"} for state in HAPPY_PATH[1:]),
     {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": ["OPERATOR_REQUEST"]},
 ]
 
