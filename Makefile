@@ -4,15 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck wheel-check dist contract bench constraints clean
+.PHONY: FORCE install run test lint typecheck wheel-check dist contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+# The editable install is strict: a tree of links under build/ that mypy and every process read
+# as the package `vpp_sandbox` (setuptools maps the top-level folders into it, pyproject.toml).
+# It lists the modules, so it is made again when a module is added or removed.
+MODULES := $(sort $(wildcard src/vpp_sandbox/*.py mock_server/*.py contract_tests/*.py \
+  fixtures/*.py openapi/*.py))
+MODULE_LIST := $(VENV)/.modules
+
+$(MODULE_LIST): FORCE | $(BIN)/python
+	@echo "$(MODULES)" | cmp -s - $@ 2>/dev/null || echo "$(MODULES)" > $@
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt $(MODULE_LIST)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]" \
+	  --config-settings editable_mode=strict
 	touch $(STAMP)
+
+FORCE:
 
 install: $(STAMP)
 

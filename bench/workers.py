@@ -37,8 +37,8 @@ from harness import (
     write_scripts,
 )
 
-sys.path.insert(0, str(ROOT / "tests"))
-from postgres_server import PostgresUnavailable, start_postgres
+sys.path.insert(0, str(ROOT))
+from tests.postgres_server import PostgresUnavailable, start_postgres
 
 OPERATIONS = ("retrieve", "list 30", "create", "update")
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from postgres_server import PostgresServer, PostgresUnavailable, start_postgres
+from tests.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
 
 
 @pytest.fixture

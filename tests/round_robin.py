@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from serve_process import free_port
+from tests.serve_process import free_port
 
 __all__ = ["round_robin"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from stores import sync
+from tests.stores import sync
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Account, Settings

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
+from tests.sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.clock import SandboxClock

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,8 +51,12 @@ def _top(names: set[str]) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
+# Where each package's files are: the repository's folders, `vpp_sandbox`'s own in src/.
+FOLDERS = {"vpp_sandbox": ROOT / "src" / "vpp_sandbox"}
+
+
 def _modules(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+    return sorted(FOLDERS.get(package, ROOT / package).rglob("*.py"))
 
 
 def test_lifecycle_is_pure() -> None:
@@ -120,7 +127,7 @@ def test_only_settings_reads_the_environment() -> None:
 
 def test_the_pytest_plugin_keeps_the_web_stack_out_of_the_tests_process() -> None:
     """An integrator's pytest imports the plugin: no server framework, only the pure scenarios."""
-    imported = _imports(ROOT / "vpp_sandbox" / "pytest_plugin.py")
+    imported = _imports(FOLDERS["vpp_sandbox"] / "pytest_plugin.py")
     ours = {n for n in imported if n.split(".")[0] in OURS}
     assert ours <= {"mock_server.scenarios"}, ours
     assert not _top(imported) & {"connexion", "starlette", "uvicorn", "schemathesis"}
@@ -149,3 +156,45 @@ def test_only_the_engines_talk_to_a_database() -> None:
         if path.name in ("store_sqlite.py", "store_postgres.py"):
             continue
         assert not _top(_imports(path)) & {"sqlite3", "psycopg", "psycopg_pool"}, path
+
+
+def test_the_repository_holds_no_link() -> None:
+    """The package is mapped from real folders (setuptools package-dir), never linked together."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--stage"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    links = [line.split("\t", 1)[1] for line in listed.splitlines() if line.startswith("120000")]
+    assert not links, f"symbolic links in the repository: {links}"
+    on_disk = [p for p in ROOT.rglob("*") if p.is_symlink() and not _ignored(p)]
+    assert not on_disk, on_disk
+
+
+def _ignored(path: Path) -> bool:
+    parts = path.relative_to(ROOT).parts
+    return parts[0] in {".venv", "build", ".git", "dist"} or parts[0].startswith(".venv-")
+
+
+def test_every_module_has_one_name() -> None:
+    """Imported in one process, each file of ours is one module, under `vpp_sandbox.` (or
+    `tests.` for the tests' helpers): never a second identity under a bare folder name."""
+    code = (
+        "import importlib, pkgutil, sys, warnings, json\n"
+        "warnings.simplefilter('ignore')\n"
+        "import vpp_sandbox\n"
+        "for m in pkgutil.walk_packages(vpp_sandbox.__path__, 'vpp_sandbox.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import tests.serve_process, tests.stores\n"
+        "files = [(n, getattr(m, '__file__', None)) for n, m in list(sys.modules.items())]\n"
+        "print(json.dumps([(n, f) for n, f in files if f and '/site-packages/' not in f]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    seen: dict[str, str] = {}
+    for name, file in json.loads(done.stdout):
+        real = str(Path(file).resolve())
+        if not real.startswith(str(ROOT)):
+            continue  # the standard library's own aliases (os.path)
+        assert real not in seen, f"{real} is imported as {seen[real]} and as {name}"
+        seen[real] = name
+        assert name.split(".")[0] in {"vpp_sandbox", "tests"}, f"{real} is imported as {name}"

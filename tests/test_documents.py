@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 from connexion.json_schema import resolve_refs
-from sandbox_client import ACCOUNT_A, make_sandbox, step
-from sandbox_time import timed_sandbox
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
+from tests.sandbox_time import timed_sandbox
+from tests.stores import sync
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import autopilot, encoding, handlers, validation

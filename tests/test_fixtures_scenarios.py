@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fixture_checks import check_participation
+from tests.fixture_checks import check_participation
 
 from vpp_sandbox.fixtures.catalogue import Catalogue
 from vpp_sandbox.fixtures.scenarios import (

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from fixture_checks import EDGES, STATES, check_participation, history_edges
+from tests.fixture_checks import EDGES, STATES, check_participation, history_edges
 from openapi_schema_validator import OAS30Validator
-from spec_tools import resolve_refs
+from tests.spec_tools import resolve_refs
 
 from vpp_sandbox.fixtures.cli import run
 from vpp_sandbox.fixtures.scenarios import SCENARIOS, next_step

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from serve_process import served
+from tests.serve_process import served
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_ID
 

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
-from serve_process import Served, served
+from tests.serve_process import Served, served
 from test_http_errors import ERROR_VALIDATOR
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sandbox_client import ACCOUNT_A, Sandbox, create_body, make_sandbox, new_id, step
-from stores import every, sync
+from tests.sandbox_client import ACCOUNT_A, Sandbox, create_body, make_sandbox, new_id, step
+from tests.stores import every, sync
 from test_http_errors import assert_error
 
 from vpp_sandbox import openapi

@@ -16,8 +16,8 @@ from typing import Any
 
 import jwt
 import pytest
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, make_sandbox
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, make_sandbox
+from tests.stores import sync
 from test_http_errors import assert_error
 
 from vpp_sandbox.mock_server.app import create_app

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import jwt
 import pytest
-from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
+from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.app import create_app

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from openapi_schema_validator import OAS30Validator
-from sandbox_client import ACCOUNT_B, make_sandbox
-from spec_tools import resolve_refs
-from stores import memory_store, sync
+from tests.sandbox_client import ACCOUNT_B, make_sandbox
+from tests.spec_tools import resolve_refs
+from tests.stores import memory_store, sync
 
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.clock import Namespace

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox, step
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox, step
 
 NAMESPACES = [(ACCOUNT_A, False), (ACCOUNT_A, True), (ACCOUNT_B, False), (ACCOUNT_B, True)]
 

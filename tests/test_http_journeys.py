@@ -7,8 +7,8 @@ from typing import Any
 
 import jwt
 import pytest
-from sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, sandbox_on, step
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, sandbox_on, step
+from tests.stores import sync
 
 from vpp_sandbox.mock_server.lifecycle import Party
 

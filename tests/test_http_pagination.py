@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sandbox_client import Sandbox, new_id, sandbox_on
+from tests.sandbox_client import Sandbox, new_id, sandbox_on
 
 from vpp_sandbox.mock_server.clock import Namespace
 

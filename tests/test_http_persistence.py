@@ -13,8 +13,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from sandbox_client import ACCOUNT_A, make_sandbox, step
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
+from tests.stores import sync
 
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.lifecycle import Reason, Record, State, Status, apply_update

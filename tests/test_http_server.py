@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import requests
-from serve_process import served
-from stores import memory_store
+from tests.serve_process import served
+from tests.stores import memory_store
 
 from vpp_sandbox.mock_server.server import Lifespan, banner
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox
+from tests.stores import sync
 from test_http_errors import assert_error
 
 from vpp_sandbox.cli import build_parser

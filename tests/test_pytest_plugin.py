@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from serve_process import ROOT, served
+from tests.serve_process import ROOT, served
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from serve_process import served
+from tests.serve_process import served
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 

@@ -10,9 +10,9 @@ from typing import Any
 import jwt
 import pytest
 from openapi_schema_validator import OAS30Validator
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, create_body, make_sandbox
-from spec_tools import resolve_refs
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, create_body, make_sandbox
+from tests.spec_tools import resolve_refs
+from tests.stores import sync
 
 from vpp_sandbox import openapi
 from vpp_sandbox.cli import build_parser

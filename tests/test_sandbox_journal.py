@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox, step
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox, step
 
 from tests.serve_process import served
 from vpp_sandbox.mock_server.journal import Entry, Journal

@@ -6,10 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fixture_checks import check_participation
-from sandbox_client import ACCOUNT_A, step
-from sandbox_time import START, parse, past, timed_sandbox
-from stores import sync
+from tests.fixture_checks import check_participation
+from tests.sandbox_client import ACCOUNT_A, step
+from tests.sandbox_time import START, parse, past, timed_sandbox
+from tests.stores import sync
 
 from vpp_sandbox.mock_server.autopilot import catch_up
 from vpp_sandbox.mock_server.lifecycle import format_time

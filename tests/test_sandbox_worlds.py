@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import requests
-from fixture_checks import check_participation
-from sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
-from sandbox_time import START, RealTime, parse, timed_sandbox
-from serve_process import served
-from stores import memory_store, sync
+from tests.fixture_checks import check_participation
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
+from tests.sandbox_time import START, RealTime, parse, timed_sandbox
+from tests.serve_process import served
+from tests.stores import memory_store, sync
 
 from vpp_sandbox.cli import build_parser
 from vpp_sandbox.fixtures.generator import shift

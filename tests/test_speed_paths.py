@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from stores import sync
+from tests.stores import sync
 
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.errors import ApiError

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import orjson
 import pytest
-from postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer
 
 from vpp_sandbox.mock_server.autopilot import catch_up
 from vpp_sandbox.mock_server.catalog import derived_programme, derived_provider

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sandbox_client import ACCOUNT_A, make_sandbox, new_id, step
-from stores import sync
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, new_id, step
+from tests.stores import sync
 from test_http_errors import assert_error
 
 from vpp_sandbox.contract_tests import model
