@@ -21,7 +21,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-
 from vpp_sandbox.mock_server.store import (
     BACKFILL_COUNTS,
     INDEXES,

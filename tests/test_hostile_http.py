@@ -19,10 +19,10 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
-from tests.serve_process import Served, served
 from test_http_errors import ERROR_VALIDATOR
-
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
+
+from tests.serve_process import Served, served
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
+
 from tests.spec_tools import operations, resolve_refs
 
 ROOT = Path(__file__).resolve().parents[1]
