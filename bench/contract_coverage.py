@@ -22,11 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def _profiles(seed: int) -> str:
+    from tests.contract_defects import build
     from vpp_sandbox.contract_tests.runner import options_for, run_suites
     from vpp_sandbox.contract_tests.target import Credentials, Target
     from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
-
-    from tests.contract_defects import build
 
     test_key, live_key = DEFAULT_ACCOUNT[0], DEFAULT_ACCOUNT[1]
     rows, details = [], []

@@ -25,9 +25,9 @@ from urllib.parse import parse_qs
 import orjson
 import uvicorn
 from connexion.json_schema import resolve_refs
-from vpp_sandbox.mock_server.validation import compiled
 
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.validation import compiled
 
 ACCOUNT = "acc_661677911f2197045e6cf1b1"
 PREFIX = "/vpp-participations"

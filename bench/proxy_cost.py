@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
+
 from vpp_sandbox.contract_tests.proxy import ContractProxy, ProxyOptions
 from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger
 from vpp_sandbox.contract_tests.target import Exchange

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import schemathesis
+
 from vpp_sandbox.contract_tests import list_checks, object_checks, request_checks, scripted_checks
 from vpp_sandbox.contract_tests.findings import REGISTRY, Check, Violation
 from vpp_sandbox.contract_tests.ledger import Ledger, Observation, exchange_from_prepared

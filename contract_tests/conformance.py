@@ -14,12 +14,12 @@ from typing import Any
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
+
+from vpp_sandbox import openapi
 from vpp_sandbox.contract_tests import checks
 from vpp_sandbox.contract_tests.findings import Violation
 from vpp_sandbox.contract_tests.report import Failure, Options, SuiteResult
 from vpp_sandbox.contract_tests.session import Session
-
-from vpp_sandbox import openapi
 
 __all__ = ["EXPECTED_STATUSES", "run_conformance", "run_stateful"]
 

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+
 from vpp_sandbox.contract_tests.checks import verdict
 from vpp_sandbox.contract_tests.findings import Violation
 from vpp_sandbox.contract_tests.junit import write_proxy_junit

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import requests
+
 from vpp_sandbox.contract_tests.conformance import run_conformance, run_stateful
 from vpp_sandbox.contract_tests.html_report import write_html
 from vpp_sandbox.contract_tests.junit import write_junit

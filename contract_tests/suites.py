@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+
 from vpp_sandbox.contract_tests import checks
 from vpp_sandbox.contract_tests import scripted_checks as sc
 from vpp_sandbox.contract_tests.ledger import Observation

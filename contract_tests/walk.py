@@ -16,6 +16,7 @@ import hypothesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from vpp_sandbox.contract_tests import model
 from vpp_sandbox.contract_tests import scripted_checks as sc
 from vpp_sandbox.contract_tests.report import Options, SuiteResult

@@ -15,6 +15,8 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.datastructures import Headers
 from starlette.types import Scope, Send
+
+from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import documents, errors, speedups
 from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
@@ -30,8 +32,6 @@ from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store
 from vpp_sandbox.mock_server.validation import validator_map
-
-from vpp_sandbox import openapi
 
 __all__ = [
     "CONTROL_BASE_PATH",

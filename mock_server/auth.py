@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 from connexion.security import BasicSecurityHandler, BearerSecurityHandler
+
 from vpp_sandbox.mock_server.accounts import Accounts, Caller
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import format_time

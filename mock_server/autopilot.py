@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import anyio
+
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.lifecycle import LifecycleError, Participation
 from vpp_sandbox.mock_server.scenarios import advance, next_step

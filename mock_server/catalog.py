@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
+
 from vpp_sandbox.mock_server.lifecycle import Party
 
 __all__ = ["Catalog", "Resolved", "derived_location", "derived_programme", "derived_provider"]

@@ -12,6 +12,7 @@ from typing import Any
 from connexion.exceptions import ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
+
 from vpp_sandbox.mock_server.accounts import AccountError
 from vpp_sandbox.mock_server.documents import InvalidDocument
 from vpp_sandbox.mock_server.lifecycle import LifecycleError, format_time

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.errors import ApiError
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.store import Store, StoreUnavailable
 
@@ -175,6 +176,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     # Connexion imports starlette's test client, which warns about httpx on every start.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
+
     from vpp_sandbox.mock_server.protocol import implementation, protocol_class
 
     out = out or sys.stdout

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import anyio
 import orjson
+
 from vpp_sandbox.mock_server.accounts import AccountDeletion, AccountRecord
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
 from vpp_sandbox.mock_server.documents import check_document

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+
 from vpp_sandbox.mock_server.store import (
     BACKFILL_COUNTS,
     INDEXES,

@@ -26,6 +26,7 @@ from connexion.validators.json import JSONRequestBodyValidator, JSONResponseBody
 from jsonschema import Draft4Validator, FormatChecker, ValidationError, validators
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope
+
 from vpp_sandbox.mock_server.documents import participation_schema
 from vpp_sandbox.mock_server.encoding import STORED_KEY, take_shape
 from vpp_sandbox.mock_server.errors import ApiError

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+
 from vpp_sandbox.fixtures.generator import shift
 from vpp_sandbox.fixtures.worlds import WORLDS, World, build
 from vpp_sandbox.mock_server.autopilot import next_due

@@ -4,14 +4,13 @@ bench/contract_coverage.py)."""
 
 from __future__ import annotations
 
+from tests.contract_defects import DEFECTS, JWT_SECRET, SECOND, Defect, build
+from tests.planted_defects import PLANTED
 from vpp_sandbox.contract_tests.ledger import Ledger
 from vpp_sandbox.contract_tests.report import Report
 from vpp_sandbox.contract_tests.runner import options_for, run_suites
 from vpp_sandbox.contract_tests.target import Credentials, Target
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
-
-from tests.contract_defects import DEFECTS, JWT_SECRET, SECOND, Defect, build
-from tests.planted_defects import PLANTED
 
 __all__ = [
     "ALL_DEFECTS",

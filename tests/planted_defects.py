@@ -16,8 +16,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jwt
-from vpp_sandbox.mock_server.lifecycle import DESCRIPTIONS, State, expected_path
-from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 from tests.contract_defects import (
     JWT_SECRET,
@@ -28,6 +26,8 @@ from tests.contract_defects import (
     Rewriter,
     Scope,
 )
+from vpp_sandbox.mock_server.lifecycle import DESCRIPTIONS, State, expected_path
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 __all__ = ["PLANTED"]
 

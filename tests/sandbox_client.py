@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from tests.stores import sync
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.settings import Account, Settings
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store
-
-from tests.stores import sync
 
 ACCOUNT_A = "acc_" + "a1" * 12
 ACCOUNT_B = "acc_" + "b2" * 12

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.clock import SandboxClock
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.stores import open_store
-
-from tests.sandbox_client import ACCOUNT_A, ACCOUNTS, Sandbox
 
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)
 

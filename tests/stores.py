@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import anyio
+
 from vpp_sandbox.mock_server.lifecycle import Participation
 from vpp_sandbox.mock_server.store import Store
 from vpp_sandbox.mock_server.stores import open_store

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from vpp_sandbox.contract_tests import checks, model
 from vpp_sandbox.contract_tests.findings import REGISTRY
 from vpp_sandbox.contract_tests.ledger import Identity, Ledger, Observation

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.contract_defects import DEFECTS, SECOND, Defect, build
 from vpp_sandbox.contract_tests.ledger import Ledger
 from vpp_sandbox.contract_tests.report import Options, Report
 from vpp_sandbox.contract_tests.runner import run_suites
 from vpp_sandbox.contract_tests.target import Credentials, Target
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
-
-from tests.contract_defects import DEFECTS, SECOND, Defect, build
 
 # Small but complete: every suite runs, with few generated examples per operation.
 TINY = Options(

@@ -13,13 +13,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.contract_defects import SECOND
 from tests.proxy_process import proxied
 from tests.round_robin import round_robin
 from tests.serve_process import Served, served
 from vpp_sandbox.cli import main
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 pytestmark = pytest.mark.slow
 FIRST = DEFAULT_ACCOUNT[0]

@@ -13,12 +13,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from vpp_sandbox.contract_tests.html_report import render_html, transition_svg, write_html
-from vpp_sandbox.contract_tests.report import Report
-from vpp_sandbox.contract_tests.runner import options_for, run_suites
 
 from tests.contract_defects import DEFECTS
 from tests.defect_runs import SEED, target
+from vpp_sandbox.contract_tests.html_report import render_html, transition_svg, write_html
+from vpp_sandbox.contract_tests.report import Report
+from vpp_sandbox.contract_tests.runner import options_for, run_suites
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)),
                 None)

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.contract_defects import SECOND
 from tests.serve_process import free_port, served
 from vpp_sandbox.cli import main
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 
 @pytest.fixture(scope="module")

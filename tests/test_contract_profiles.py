@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from vpp_sandbox.contract_tests.runner import SUITES, options_for, run_suites
 
 from tests.contract_defects import Defect
 from tests.defect_runs import ALL_DEFECTS, QUICK_MISSES, SEED, caught, first_catch, target
+from vpp_sandbox.contract_tests.runner import SUITES, options_for, run_suites
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
 

@@ -21,15 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from vpp_sandbox.contract_tests.findings import Violation
-from vpp_sandbox.contract_tests.ledger import Identity, Ledger
-from vpp_sandbox.contract_tests.proxy import ContractProxy, ProxyOptions
-from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger, identity_of_token
-from vpp_sandbox.contract_tests.proxy_report import RULES, LogEntry, dumps
-from vpp_sandbox.contract_tests.report import Options
-from vpp_sandbox.contract_tests.runner import SUITES, run_suites
-from vpp_sandbox.contract_tests.target import Credentials, Exchange, Target
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.contract_defects import (
     DEFECTS,
@@ -45,6 +36,15 @@ from tests.contract_defects import (
 from tests.contract_defects import Answer as DefectAnswer
 from tests.serve_process import free_port
 from vpp_sandbox.cli import main
+from vpp_sandbox.contract_tests.findings import Violation
+from vpp_sandbox.contract_tests.ledger import Identity, Ledger
+from vpp_sandbox.contract_tests.proxy import ContractProxy, ProxyOptions
+from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger, identity_of_token
+from vpp_sandbox.contract_tests.proxy_report import RULES, LogEntry, dumps
+from vpp_sandbox.contract_tests.report import Options
+from vpp_sandbox.contract_tests.runner import SUITES, run_suites
+from vpp_sandbox.contract_tests.target import Credentials, Exchange, Target
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 FIRST = DEFAULT_ACCOUNT[0]
 TINY = Options(

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.contract_defects import Answer, Defect, Request, Rewriter
+from tests.defect_runs import SEED, target
 from vpp_sandbox.contract_tests import checks, model
 from vpp_sandbox.contract_tests.findings import REGISTRY, Violation, broken, register
 from vpp_sandbox.contract_tests.junit import junit_xml
@@ -16,9 +19,6 @@ from vpp_sandbox.contract_tests.ledger import Identity, Observation
 from vpp_sandbox.contract_tests.report import Report
 from vpp_sandbox.contract_tests.runner import options_for, run_suites
 from vpp_sandbox.contract_tests.target import Exchange
-
-from tests.contract_defects import Answer, Defect, Request, Rewriter
-from tests.defect_runs import SEED, target
 
 CONTRACT_TESTS = Path(__file__).resolve().parents[1] / "contract_tests"
 

@@ -16,17 +16,17 @@ from typing import Any
 import orjson
 import pytest
 from connexion.json_schema import resolve_refs
+
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
+from tests.sandbox_time import timed_sandbox
+from tests.stores import sync
+from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import autopilot, encoding, handlers, validation
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.documents import InvalidDocument, check_document
 from vpp_sandbox.mock_server.encoding import STORED_PLACEHOLDER, shape_of, stored, take_shape
 from vpp_sandbox.mock_server.handlers import Handlers
 from vpp_sandbox.mock_server.lifecycle import Participation
-
-from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
-from tests.sandbox_time import timed_sandbox
-from tests.stores import sync
-from vpp_sandbox import openapi
 
 NS = Namespace(ACCOUNT_A, False)
 

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from tests.fixture_checks import check_participation
 from vpp_sandbox.fixtures.catalogue import Catalogue
 from vpp_sandbox.fixtures.scenarios import (
     DEFAULT_SCENARIO,
@@ -27,8 +29,6 @@ from vpp_sandbox.mock_server.lifecycle import (
     apply_update,
     new_participation,
 )
-
-from tests.fixture_checks import check_participation
 
 T0 = datetime(2026, 11, 3, 9, 15, tzinfo=UTC)
 PROVIDER = Party("prv_8587fa49c7e5297ccc6c57e5", "Leap", "https://s.flatpeak.com/83b06a60e38c2.png")

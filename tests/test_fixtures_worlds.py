@@ -14,6 +14,9 @@ import orjson
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
+
+from tests.fixture_checks import EDGES, STATES, check_participation, history_edges
+from tests.spec_tools import resolve_refs
 from vpp_sandbox.fixtures.cli import run
 from vpp_sandbox.fixtures.scenarios import SCENARIOS, next_step
 from vpp_sandbox.fixtures.worlds import (
@@ -25,9 +28,6 @@ from vpp_sandbox.fixtures.worlds import (
 )
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
-
-from tests.fixture_checks import EDGES, STATES, check_participation, history_edges
-from tests.spec_tools import resolve_refs
 
 ROOT = Path(__file__).resolve().parents[1]
 REASONS = {

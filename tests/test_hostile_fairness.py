@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_ID
 
 from tests.serve_process import served
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_ID
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ import jsonschema
 import pytest
 import requests
 from test_http_errors import ERROR_VALIDATOR
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.serve_process import Served, served
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 pytestmark = pytest.mark.slow
 

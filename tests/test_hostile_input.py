@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from test_http_errors import assert_error
-from vpp_sandbox.mock_server.errors import CONTEXTS
-from vpp_sandbox.mock_server.validation import ecma_pattern, unstorable
 
 from tests.sandbox_client import ACCOUNT_A, Sandbox, create_body, make_sandbox, new_id, step
 from tests.stores import every, sync
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.errors import CONTEXTS
+from vpp_sandbox.mock_server.validation import ecma_pattern, unstorable
 
 CREATE = "api.vpp_participation_create"
 UPDATE = "api.vpp_participation_update"

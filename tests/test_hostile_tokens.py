@@ -17,13 +17,13 @@ from typing import Any
 import jwt
 import pytest
 from test_http_errors import assert_error
+
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, make_sandbox
+from tests.stores import sync
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.server import exposure_warning
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.stores import open_store
-
-from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, make_sandbox
-from tests.stores import sync
 
 OLD_DEFAULT_SECRET = "vpp-sandbox-local-signing-secret"  # in the source before issue 10
 LIST = "api.vpp_participation_list"
@@ -321,6 +321,7 @@ def test_serve_prints_the_warning_to_stderr(
 ) -> None:
     """`serve` itself (uvicorn replaced: nothing listens) warns on stderr before it listens."""
     import uvicorn
+
     from vpp_sandbox.mock_server import server
 
     ran: list[dict[str, Any]] = []

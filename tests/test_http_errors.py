@@ -9,13 +9,13 @@ from typing import Any
 import jsonschema
 import jwt
 import pytest
+
+from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
+from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.autopilot import next_due
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
-
-from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
-from vpp_sandbox import openapi
 
 SPEC = openapi.load()
 ERROR_SCHEMA = {"$ref": "#/components/schemas/Error", "components": SPEC["components"]}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from openapi_schema_validator import OAS30Validator
-from vpp_sandbox.mock_server.clock import Namespace
-from vpp_sandbox.mock_server.faults import FaultMiddleware
 
 from tests.sandbox_client import ACCOUNT_B, make_sandbox
 from tests.spec_tools import resolve_refs
 from tests.stores import memory_store, sync
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.faults import FaultMiddleware
 
 
 def _error_validator() -> OAS30Validator:

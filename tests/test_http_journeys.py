@@ -7,10 +7,10 @@ from typing import Any
 
 import jwt
 import pytest
-from vpp_sandbox.mock_server.lifecycle import Party
 
 from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, sandbox_on, step
 from tests.stores import sync
+from vpp_sandbox.mock_server.lifecycle import Party
 
 JOIN = [
     "AWAITING_CUSTOMER_CONSENT",

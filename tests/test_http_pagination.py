@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from vpp_sandbox.mock_server.clock import Namespace
 
 from tests.sandbox_client import Sandbox, new_id, sandbox_on
+from vpp_sandbox.mock_server.clock import Namespace
 
 
 class SteppingClock:

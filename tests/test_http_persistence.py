@@ -13,12 +13,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
+from tests.stores import sync
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.lifecycle import Reason, Record, State, Status, apply_update
 from vpp_sandbox.mock_server.stores import open_store
-
-from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
-from tests.stores import sync
 
 JOIN = [
     "AWAITING_CUSTOMER_CONSENT",

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import requests
-from vpp_sandbox.mock_server.server import Lifespan, banner
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 from tests.serve_process import served
 from tests.stores import memory_store
+from vpp_sandbox.mock_server.server import Lifespan, banner
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 
 def test_banner_names_the_urls_and_every_key() -> None:

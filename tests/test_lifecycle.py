@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from vpp_sandbox.mock_server.lifecycle import (
     IllegalTransition,
     InvalidTimeline,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.serve_process import ROOT, served
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 import requests
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.serve_process import served
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 pytestmark = pytest.mark.slow
 ACCOUNT = DEFAULT_ACCOUNT[0]

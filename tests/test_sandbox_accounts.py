@@ -10,15 +10,15 @@ from typing import Any
 import jwt
 import pytest
 from openapi_schema_validator import OAS30Validator
-from vpp_sandbox.mock_server.clock import Namespace
-from vpp_sandbox.mock_server.server import banner
-from vpp_sandbox.mock_server.settings import Settings
 
 from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, create_body, make_sandbox
 from tests.spec_tools import resolve_refs
 from tests.stores import sync
 from vpp_sandbox import openapi
 from vpp_sandbox.cli import build_parser
+from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.server import banner
+from vpp_sandbox.mock_server.settings import Settings
 
 ADMIN = "admin-key-for-the-tests-0123456789"
 SPEC = openapi.load(openapi.CONTROL)

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
-from vpp_sandbox.mock_server.auth import ADMIN_KEY_EXTENSION
-from vpp_sandbox.mock_server.errors import CATALOGUE, CONTEXTS
 
 from tests.sandbox_client import make_sandbox
 from tests.spec_tools import operations, resolve_refs
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.auth import ADMIN_KEY_EXTENSION
+from vpp_sandbox.mock_server.errors import CATALOGUE, CONTEXTS
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import re
 from typing import Any
 
 import pytest
-from vpp_sandbox.mock_server.journal import Entry, Journal
-from vpp_sandbox.mock_server.settings import Settings
 
 from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox, step
 from tests.serve_process import served
+from vpp_sandbox.mock_server.journal import Entry, Journal
+from vpp_sandbox.mock_server.settings import Settings
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

@@ -6,15 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from vpp_sandbox.mock_server.autopilot import catch_up
-from vpp_sandbox.mock_server.lifecycle import format_time
-from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES, SCENARIOS
-from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 from tests.fixture_checks import check_participation
 from tests.sandbox_client import ACCOUNT_A, step
 from tests.sandbox_time import START, parse, past, timed_sandbox
 from tests.stores import sync
+from vpp_sandbox.mock_server.autopilot import catch_up
+from vpp_sandbox.mock_server.lifecycle import format_time
+from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES, SCENARIOS
+from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 HAPPY = [
     "ENROLMENT_REQUESTED",

@@ -10,6 +10,13 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.fixture_checks import check_participation
+from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
+from tests.sandbox_time import START, RealTime, parse, timed_sandbox
+from tests.serve_process import served
+from tests.stores import memory_store, sync
+from vpp_sandbox.cli import build_parser
 from vpp_sandbox.fixtures.generator import shift
 from vpp_sandbox.fixtures.worlds import build
 from vpp_sandbox.mock_server.app import create_app
@@ -28,13 +35,6 @@ from vpp_sandbox.mock_server.worlds import (
     shifted_row,
     world_rows,
 )
-
-from tests.fixture_checks import check_participation
-from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, ACCOUNTS, Sandbox
-from tests.sandbox_time import START, RealTime, parse, timed_sandbox
-from tests.serve_process import served
-from tests.stores import memory_store, sync
-from vpp_sandbox.cli import build_parser
 
 DEMO = build("demo")
 STORE = memory_store()  # only its row layout is used

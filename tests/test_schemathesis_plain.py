@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from vpp_sandbox.contract_tests.conformance import EXPECTED_STATUSES
-from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 from tests.serve_process import ROOT, served
+from vpp_sandbox.contract_tests.conformance import EXPECTED_STATUSES
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 CONFIG = ROOT / "openapi" / "schemathesis.toml"
 

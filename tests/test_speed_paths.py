@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.stores import sync
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 from vpp_sandbox.mock_server.validation import compiled
-
-from tests.stores import sync
 
 
 def test_a_cached_token_still_expires() -> None:
@@ -69,6 +69,7 @@ def test_write_only_schemas_are_left_to_jsonschema() -> None:
 )
 def test_media_type_matches_are_connexions(media_type: str) -> None:
     from connexion.datastructures import MediaTypeDict
+
     from vpp_sandbox.mock_server import speedups
 
     assert speedups.install()
@@ -106,6 +107,7 @@ def test_swagger_ui_and_specs_still_served(path: str) -> None:
 )
 def test_content_type_is_found_as_connexion_finds_it(headers: object, expected: str) -> None:
     from connexion import utils
+
     from vpp_sandbox.mock_server import speedups
 
     assert speedups.install()

@@ -31,10 +31,10 @@ from connexion.operations import AbstractOperation
 from connexion.resolver import Resolver
 from connexion.spec import Specification
 from connexion.uri_parsing import OpenAPIURIParser
-from vpp_sandbox.mock_server import speedups
-from vpp_sandbox.mock_server.validation import validator_map
 
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server import speedups
+from vpp_sandbox.mock_server.validation import validator_map
 
 assert speedups.install()
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import anyio
 import orjson
 import pytest
+
+from tests.postgres_server import PostgresServer
 from vpp_sandbox.mock_server.autopilot import catch_up
 from vpp_sandbox.mock_server.catalog import derived_programme, derived_provider
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
@@ -29,8 +31,6 @@ from vpp_sandbox.mock_server.store import (
     UnknownCursor,
 )
 from vpp_sandbox.mock_server.stores import open_store
-
-from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.anyio
 START = datetime(2026, 11, 2, 9, 0, 0, tzinfo=UTC)

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 from test_http_errors import assert_error
+
+from tests.sandbox_client import ACCOUNT_A, make_sandbox, new_id, step
+from tests.stores import sync
 from vpp_sandbox.contract_tests import model
 from vpp_sandbox.mock_server.lifecycle import (
     HAPPY_PATH,
@@ -26,9 +29,6 @@ from vpp_sandbox.mock_server.lifecycle import (
     apply_update,
     new_participation,
 )
-
-from tests.sandbox_client import ACCOUNT_A, make_sandbox, new_id, step
-from tests.stores import sync
 
 S = State
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
