@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from vpp_sandbox.mock_server.lifecycle import format_time
 from vpp_sandbox.mock_server.settings import Account
+from vpp_sandbox.mock_server.store import AccountDeletion, AccountRecord
 
 __all__ = [
     "AccountDeletion",
@@ -45,29 +46,12 @@ class AccountError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRecord:
-    """What the store keeps of an account made on demand (keys as SHA-256 hex digests)."""
-
-    account_id: str
-    test_key_sha256: str
-    live_key_sha256: str
-    time_created: str
-
-
-@dataclass(frozen=True, slots=True)
-class AccountDeletion:
-    """What deleting an account removed with it."""
-
-    test_participations: int
-    live_participations: int
-    clocks: int
-
-
 class AccountStore(Protocol):
     """The store's block of account methods (`mock_server.store.Store`)."""
 
-    async def create_account(self, record: AccountRecord, *, limit: int) -> bool: ...
+    async def create_account(
+        self, record: AccountRecord, *, admit: Callable[[int], bool]
+    ) -> bool: ...
 
     async def delete_account(self, account_id: str) -> AccountDeletion | None: ...
 
@@ -110,7 +94,9 @@ class Accounts:
     ) -> None:
         self._configured = tuple(configured)
         self._configured_ids = frozenset(a.account_id for a in self._configured)
-        self._configured_namespaces = frozenset((a.account_id, a.live_mode) for a in configured)
+        self._configured_namespaces = frozenset(
+            (a.account_id, a.live_mode) for a in self._configured
+        )
         self._store = store
         self.admin_key_set = admin_key_set
         self.limit = limit
@@ -169,7 +155,7 @@ class Accounts:
         record = AccountRecord(
             account_id, key_digest(made.test_key), key_digest(made.live_key), made.time_created
         )
-        if not await self._store.create_account(record, limit=self.limit):
+        if not await self._store.create_account(record, admit=lambda kept: kept < self.limit):
             raise AccountError(
                 "account_limit_reached",
                 f"This sandbox already holds its maximum of {self.limit} accounts made on demand. "

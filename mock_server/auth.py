@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import secrets
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 from connexion.security import BasicSecurityHandler, BearerSecurityHandler
 
-from vpp_sandbox.mock_server.accounts import Accounts, Caller
+from vpp_sandbox.mock_server.accounts import Accounts
+from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import format_time
+from vpp_sandbox.mock_server.request import facts_of
 from vpp_sandbox.mock_server.settings import Account, Settings
 
 __all__ = ["ADMIN_KEY_EXTENSION", "ALGORITHM", "ISSUER", "LEEWAY", "Authenticator", "security_map"]
@@ -189,36 +190,27 @@ class Authenticator:
             )
         return claims
 
-    async def claims_of(self, headers: Mapping[str, str]) -> dict[str, Any] | None:
-        """The claims of a request's valid bearer token, or None (for error bodies)."""
-        kind, _, value = (headers.get("authorization") or "").partition(" ")
-        if kind.lower() != "bearer" or not value.strip() or self._load is not None:
-            return None
-        try:
-            return await self.verify(value.strip())
-        except ApiError:
-            return None
-
-    # -- connexion hooks ---------------------------------------------------------------------
+    # -- security functions (Connexion's security_map) --------------------------------------
+    # The caller was identified once (`pipeline.Identify`): these only decide, per scheme.
 
     async def basic(self, request: Any) -> dict[str, Any]:
         """Security function of the basicAuth scheme (GET /login)."""
         await self.ready()
-        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
-        if not kind:
+        caller = facts_of(request.scope).caller
+        if not caller.scheme:
             raise ApiError(
                 "authentication_required",
                 "Send HTTP Basic credentials: your account id as the username and an API key "
                 "as the password (curl -u ACCOUNT_ID:API_KEY).",
             )
-        if kind.lower() != "basic":
+        if caller.scheme != "basic":
             raise ApiError(
                 "credentials_invalid",
                 "GET /login takes HTTP Basic credentials (Authorization: Basic base64(account_id"
                 ":api_key)), not a bearer token.",
             )
         try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            decoded = base64.b64decode(caller.credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             raise ApiError(
                 "credentials_invalid",
@@ -231,23 +223,26 @@ class Authenticator:
                 "The Basic credentials must be ACCOUNT_ID:API_KEY, separated by a colon.",
             )
         account = await self.check_key(account_id, api_key)
-        return {"sub": account.account_id, "account": account}
+        caller.account = account
+        caller.login = Namespace(account.account_id, account.live_mode)
+        return {"sub": account.account_id}
 
     async def bearer(self, request: Any) -> dict[str, Any]:
         """Security function of the bearerAuth scheme (every VPP operation)."""
-        await self.ready()
-        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
-        if not kind:
+        caller = facts_of(request.scope).caller
+        if caller.claims is not None:
+            return caller.claims
+        if caller.problem is not None:
+            raise caller.problem
+        if not caller.scheme:
             raise ApiError(
                 "authentication_required",
                 f"Send Authorization: Bearer <token>. {_LOGIN_HINT}",
             )
-        if kind.lower() != "bearer" or not value.strip():
-            raise ApiError(
-                "token_invalid",
-                f"The Authorization header must be 'Bearer <token>'. {_LOGIN_HINT}",
-            )
-        return await self.verify(value.strip())
+        raise ApiError(
+            "token_invalid",
+            f"The Authorization header must be 'Bearer <token>'. {_LOGIN_HINT}",
+        )
 
     async def caller(self, request: Any) -> dict[str, Any]:
         """Security function of the adminKey scheme (the accounts endpoints): who is calling.
@@ -255,37 +250,35 @@ class Authenticator:
         The admin key; an account's bearer token; or, on a sandbox without an admin key,
         anyone who sends no credentials. Credentials that are sent are checked.
         """
-        await self.ready()
-        kind, _, value = (request.headers.get("authorization") or "").partition(" ")
-        value = value.strip()
-        if not kind:
+        caller = facts_of(request.scope).caller
+        if caller.admin:
+            return {"sub": "admin"}
+        if not caller.scheme:
             if self._admin_key is None:
-                return {"sub": None, "caller": Caller()}
+                return {"sub": None}
             raise ApiError(
                 "authentication_required",
                 "This sandbox is shared: send its admin key as Authorization: Bearer <admin key> "
                 "(to delete an account, that account's own bearer token works too).",
             )
-        if kind.lower() != "bearer" or not value:
+        if caller.scheme != "bearer" or not caller.credentials:
             raise ApiError(
                 "token_invalid",
                 "The Authorization header must be 'Bearer <admin key>' or 'Bearer <token>' (a "
                 f"token from GET /login). {_LOGIN_HINT}",
             )
-        admin_key = self._admin_key
-        if admin_key is not None and hmac.compare_digest(value.encode(), admin_key.encode()):
-            return {"sub": "admin", "caller": Caller(admin=True)}
-        if value.count(".") != 2:  # not a JWT: it was meant as the admin key
+        if caller.claims is not None:
+            return caller.claims
+        if caller.credentials.count(".") != 2:  # not a JWT: it was meant as the admin key
             raise ApiError(
                 "admin_key_invalid",
                 "The bearer value is not this sandbox's admin key. Check the key (set with "
                 "--admin-key or VPP_ADMIN_KEY)."
-                if admin_key is not None
+                if self._admin_key is not None
                 else "This sandbox has no admin key: leave the Authorization header out to "
                 "create an account, or send an account's bearer token.",
             )
-        claims = await self.verify(value)
-        return {"sub": claims["sub"], "caller": Caller(account_id=claims["account_id"])}
+        raise caller.problem or _invalid("not signed by this server")
 
 
 def _invalid(why: str) -> ApiError:

@@ -13,9 +13,10 @@ from typing import Any
 from vpp_sandbox.mock_server.accounts import Caller
 from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxClock
 from vpp_sandbox.mock_server.errors import ApiError
-from vpp_sandbox.mock_server.handlers import AppState, Result
+from vpp_sandbox.mock_server.handlers import AppState, Result, namespace_of
 from vpp_sandbox.mock_server.journal import Journal
 from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
+from vpp_sandbox.mock_server.request import Facts
 from vpp_sandbox.mock_server.worlds import load_into
 
 __all__ = ["Control", "parse_duration"]
@@ -39,10 +40,6 @@ def parse_duration(value: str | int) -> timedelta:
     return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-def _namespace(token_info: dict[str, Any]) -> Namespace:
-    return Namespace(str(token_info["account_id"]), bool(token_info["live_mode"]))
-
-
 class Control:
     """One method per operationId of the control API (snake_case), bound to the app's state."""
 
@@ -52,10 +49,7 @@ class Control:
 
     @property
     def clock(self) -> SandboxClock:
-        clock = self.state.clock
-        if not isinstance(clock, SandboxClock):  # pragma: no cover - a test swapped the clock
-            raise ApiError("internal_error", "This app runs on a fixed clock without controls.")
-        return clock
+        return self.state.clock
 
     async def _clock_json(self, ns: Namespace) -> dict[str, Any]:
         state = await self.clock.state(ns)
@@ -68,14 +62,12 @@ class Control:
             "autopilot": self.state.settings.autopilot and state.autopilot,
         }
 
-    async def retrieve_sandbox_clock(self, token_info: dict[str, Any]) -> Result:
-        ns = _namespace(token_info)
+    async def retrieve_sandbox_clock(self, facts: Facts) -> Result:
+        ns = namespace_of(facts)
         return await self._clock_json(ns), 200
 
-    async def update_sandbox_clock(
-        self, body: dict[str, Any], token_info: dict[str, Any]
-    ) -> Result:
-        ns = _namespace(token_info)
+    async def update_sandbox_clock(self, facts: Facts, body: dict[str, Any]) -> Result:
+        ns = namespace_of(facts)
         if "advance" in body and "set" in body:
             raise ApiError(
                 "invalid_request_body",
@@ -109,15 +101,15 @@ class Control:
             await self.state.catch_up(ns)
         return await self._clock_json(ns), 200
 
-    async def reset_sandbox(self, token_info: dict[str, Any]) -> Result:
-        ns = _namespace(token_info)
+    async def reset_sandbox(self, facts: Facts) -> Result:
+        ns = namespace_of(facts)
         deleted = await self.state.store.delete_namespace(ns)
         await self.clock.reset(ns)
         clock = await self._clock_json(ns)
         return {"object": "sandbox_reset", "deleted": deleted, "clock": clock}, 200
 
-    async def load_sandbox_world(self, body: dict[str, Any], token_info: dict[str, Any]) -> Result:
-        ns = _namespace(token_info)
+    async def load_sandbox_world(self, facts: Facts, body: dict[str, Any]) -> Result:
+        ns = namespace_of(facts)
         name, seed = body["world"], int(body.get("seed", 0))
         size = body.get("size")
         if name == "load" and size is None:
@@ -147,8 +139,8 @@ class Control:
         }
         return answer, 200
 
-    async def create_sandbox_account(self, token_info: dict[str, Any]) -> Result:
-        made = await self.state.accounts.create(_caller(token_info), self.state.clock.real())
+    async def create_sandbox_account(self, facts: Facts) -> Result:
+        made = await self.state.accounts.create(_caller(facts), self.state.clock.real())
         answer = {
             "object": "sandbox_account",
             "account_id": made.account_id,
@@ -158,8 +150,8 @@ class Control:
         }
         return answer, 201
 
-    async def delete_sandbox_account(self, account_id: str, token_info: dict[str, Any]) -> Result:
-        deleted = await self.state.accounts.delete(_caller(token_info), account_id)
+    async def delete_sandbox_account(self, facts: Facts, account_id: str) -> Result:
+        deleted = await self.state.accounts.delete(_caller(facts), account_id)
         answer = {
             "object": "sandbox_account",
             "account_id": account_id,
@@ -172,10 +164,8 @@ class Control:
         }
         return answer, 200
 
-
-    async def list_sandbox_requests(self, token_info: dict[str, Any], limit: int = 30) -> Result:
-        key = (str(token_info["account_id"]), bool(token_info["live_mode"]))
-        entries, more = self.journal.recent(key, limit)
+    async def list_sandbox_requests(self, facts: Facts, limit: int = 30) -> Result:
+        entries, more = self.journal.recent(namespace_of(facts), limit)
         answer = {
             "object": "list",
             "data": [e.to_json() for e in entries],
@@ -185,9 +175,10 @@ class Control:
         return answer, 200
 
 
-def _caller(token_info: dict[str, Any]) -> Caller:
-    """The caller from the adminKey scheme, or an account from the bearerAuth scheme."""
-    caller = token_info.get("caller")
-    if isinstance(caller, Caller):
-        return caller
-    return Caller(account_id=str(token_info["account_id"]))
+def _caller(facts: Facts) -> Caller:
+    """Who asks for an account to be made or deleted: the admin key, an account's bearer
+    token, or (on a sandbox without an admin key) anyone (the adminKey scheme let them in)."""
+    if facts.caller.admin:
+        return Caller(admin=True)
+    namespace = facts.caller.namespace
+    return Caller() if namespace is None else Caller(account_id=namespace.account_id)

@@ -1,10 +1,11 @@
 """Every participation is checked against the spec's VppParticipation once: when it is written.
 
-The store calls `check_document` on each document text before the statement that writes it
-(create, update, autopilot move, world load), inside the transaction: a document that breaks
-the spec is a sandbox bug, raised as `InvalidDocument` (a 500 through the catch-all error
-handler) before anything is committed. Reads then answer with the stored text as it is
-(`encoding.stored`), and response validation checks only what is around it (`validation`).
+The store is handed `encode_checked` (`stores.open_store`) and encodes every participation it
+writes with it (create, update, autopilot move), inside the transaction; a world's loader
+checks the documents it encodes itself (`check_document`). A document that breaks the spec is
+a sandbox bug, raised as `InvalidDocument` (a 500) before anything is committed. Reads then
+answer with the stored text as it is (`encoding.stored`), and the answer's check looks only at
+what is around it (`validation.ResponseCheck`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,17 @@ from connexion.json_schema import Draft4ResponseValidator, format_error_with_pat
 from jsonschema import Draft4Validator, ValidationError
 
 from vpp_sandbox import openapi
+from vpp_sandbox.mock_server.lifecycle import Participation
+from vpp_sandbox.mock_server.validation import compiled
 
-__all__ = ["SCHEMA_NAME", "InvalidDocument", "check_document", "participation_schema", "prepare"]
+__all__ = [
+    "SCHEMA_NAME",
+    "InvalidDocument",
+    "check_document",
+    "encode_checked",
+    "participation_schema",
+    "prepare",
+]
 
 SCHEMA_NAME = "VppParticipation"
 
@@ -46,9 +56,6 @@ def participation_schema() -> dict[str, Any]:
 
 @cache
 def _compiled() -> Callable[[Any], bool]:
-    # Imported here: validation imports errors, which imports the store, which imports this.
-    from vpp_sandbox.mock_server.validation import compiled
-
     # The "response" kind: exactly the check response validation made on every read.
     check = compiled(participation_schema(), "response")
     if check is None:  # pragma: no cover - the spec changed into something jsonschema-rs refuses
@@ -87,3 +94,10 @@ def check_document(text: str | bytes) -> None:
         raise InvalidDocument(
             str(pid or "(no id)"), f"{exc.message}{format_error_with_path(exc)}"
         ) from None
+
+
+def encode_checked(participation: Participation) -> str:
+    """The participation's stored document, checked against the spec (`InvalidDocument`)."""
+    text = participation.encode()
+    check_document(text)
+    return text

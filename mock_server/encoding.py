@@ -1,33 +1,22 @@
-"""JSON responses encoded with orjson, and stored JSON passed through as it is.
+"""JSON answers encoded with orjson, and stored JSON passed through as it is.
 
 A handler puts a stored participation into its answer as `stored(text)`: the text is written
 into the response without being decoded and encoded again. It was checked against the spec
-when it was written (`mock_server.documents`), so response validation need not parse and
-check it again: the jsonifier leaves the response's shape for the validator, every stored
-document replaced by `STORED_PLACEHOLDER`, keyed to the exact bytes it produced
-(`take_shape`). The validator checks that shape, which accepts the placeholder only where the
-spec expects a VppParticipation (`mock_server.validation`).
+when it was written (`mock_server.documents`), so the answer's check need not parse it again:
+`shape_of` gives the answer with every stored document replaced by `STORED_PLACEHOLDER`, which
+the response check accepts only where the spec expects a VppParticipation
+(`validation.ResponseCheck`).
 """
 
 from __future__ import annotations
 
 import math
-from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from connexion.jsonifier import Jsonifier
 
-__all__ = [
-    "STORED_KEY",
-    "STORED_PLACEHOLDER",
-    "OrjsonJsonifier",
-    "Stored",
-    "shape_of",
-    "stored",
-    "take_shape",
-]
+__all__ = ["STORED_KEY", "STORED_PLACEHOLDER", "Stored", "dumps", "shape_of", "stored"]
 
 Stored = orjson.Fragment
 
@@ -84,25 +73,6 @@ def shape_of(data: Any) -> Any | None:
     return shape if found[0] else None
 
 
-# The last body the jsonifier encoded in this request (each request runs in its own task and
-# context) and its shape: the response validator takes it only for those very bytes.
-_SHAPE: ContextVar[tuple[bytes, Any] | None] = ContextVar("vpp_response_shape", default=None)
-
-
-def take_shape(body: bytes) -> Any | None:
-    """The shape of `body` if the jsonifier produced exactly this object in this request."""
-    entry = _SHAPE.get()
-    if entry is None or entry[0] is not body:
-        return None
-    _SHAPE.set(None)
-    return entry[1]
-
-
-class OrjsonJsonifier(Jsonifier):  # type: ignore[misc]
-    """Connexion's jsonifier with orjson: several times faster than `json.dumps` on a page."""
-
-    def dumps(self, data: Any, **kwargs: Any) -> bytes:
-        body = orjson.dumps(data, default=_default, option=orjson.OPT_NAIVE_UTC)
-        shape = shape_of(data)
-        _SHAPE.set(None if shape is None else (body, shape))
-        return body
+def dumps(data: Any) -> bytes:
+    """An answer's JSON bytes (stored documents written as they are)."""
+    return orjson.dumps(data, default=_default, option=orjson.OPT_NAIVE_UTC)

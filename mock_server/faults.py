@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.ratelimit import Bucket, take
+from vpp_sandbox.mock_server.request import facts_of
 
 __all__ = ["FAULT_HEADER", "FORCEABLE", "Buckets", "FaultMiddleware"]
 
-FAULT_HEADER = "x-sandbox-fault"
+FAULT_HEADER = b"x-sandbox-fault"
 FORCEABLE = {
     "rate_limited": "Rate limit forced by the X-Sandbox-Fault header; retry after 1 second.",
     "internal_error": (
@@ -27,16 +29,19 @@ FORCEABLE = {
         "Retry the request without the header."
     ),
 }
+T = TypeVar("T")
 
 
 class Buckets(Protocol):
-    async def take_token(self, namespace: Namespace, rate: float, now: float) -> float:
-        """0 when a request may go ahead, else the seconds until it may (`Store.take_token`)."""
+    def update_rate_bucket(
+        self, namespace: Namespace, step: Callable[[Bucket | None], tuple[Bucket, T]]
+    ) -> Awaitable[T]:
+        """Apply `step` to the namespace's bucket in one transaction (`Store`)."""
         ...
 
 
 class FaultMiddleware:
-    """Sits after Connexion's security layer: it knows the caller's namespace from the token."""
+    """Sits after Connexion's security layer: the caller's namespace is known and checked."""
 
     def __init__(
         self,
@@ -58,7 +63,7 @@ class FaultMiddleware:
         await self.app(scope, receive, send)
 
     async def _check(self, scope: Scope) -> None:
-        forced = _header(scope, FAULT_HEADER.encode())
+        forced = _header(scope, FAULT_HEADER)
         if forced is not None:
             if forced not in FORCEABLE:
                 raise ApiError(
@@ -68,19 +73,18 @@ class FaultMiddleware:
                 )
             headers = {"Retry-After": "1"} if forced == "rate_limited" else None
             raise ApiError(forced, FORCEABLE[forced], headers)
-        if self.rate_limit is None:
+        rate = self.rate_limit
+        namespace = facts_of(scope).caller.namespace
+        if rate is None or namespace is None:
             return
-        claims: Any = scope.get("extensions", {}).get("connexion_context", {}).get("token_info")
-        if not isinstance(claims, dict) or "account_id" not in claims:
-            return
-        namespace = Namespace(str(claims["account_id"]), bool(claims.get("live_mode")))
-        wait = await self.buckets.take_token(namespace, self.rate_limit, self.wall())
+        now = self.wall()
+        wait = await self.buckets.update_rate_bucket(namespace, lambda b: take(b, rate, now))
         if wait > 0:
             seconds = max(1, math.ceil(wait))
             raise ApiError(
                 "rate_limited",
                 f"Too many requests for this account and mode (the sandbox allows "
-                f"{self.rate_limit:g} a second). Retry after {seconds} second"
+                f"{rate:g} a second). Retry after {seconds} second"
                 f"{'s' if seconds > 1 else ''}.",
                 {"Retry-After": str(seconds)},
             )

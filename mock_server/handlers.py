@@ -1,4 +1,9 @@
-"""HTTP handlers: thin adapters from Connexion's arguments to the store and the lifecycle."""
+"""HTTP handlers: thin adapters from a request's facts to the service and the lifecycle.
+
+Each takes the request's `Facts` (the caller, the namespace's clock as read once) and its
+checked arguments (path and query parameters by their Python names, `body` where the
+operation has one), and returns `(body, status)` or `(body, status, headers)`.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,15 @@ from vpp_sandbox.mock_server import autopilot
 from vpp_sandbox.mock_server.accounts import Accounts
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.catalog import Catalog
-from vpp_sandbox.mock_server.clock import Clock, ClockState, Namespace, SandboxClock
+from vpp_sandbox.mock_server.clock import ClockState, Namespace, SandboxClock
 from vpp_sandbox.mock_server.encoding import Stored, stored
-from vpp_sandbox.mock_server.errors import ApiError
-from vpp_sandbox.mock_server.lifecycle import (
-    apply_update,
-    format_time,
-    new_participation,
-    parse_records,
-)
-from vpp_sandbox.mock_server.scenarios import scenario_for_device
+from vpp_sandbox.mock_server.lifecycle import format_time, parse_records
+from vpp_sandbox.mock_server.participations import Participations
+from vpp_sandbox.mock_server.request import Facts
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store import Store
 
-__all__ = ["AppState", "Handlers", "new_participation_id"]
+__all__ = ["AppState", "Handlers", "namespace_of", "new_participation_id"]
 
 # A body is a dict, or stored JSON passed through as it is (reads).
 Body = dict[str, Any] | Stored
@@ -36,96 +36,83 @@ def new_participation_id() -> str:
     return "vpp_" + secrets.token_hex(12)
 
 
+def namespace_of(facts: Facts) -> Namespace:
+    """The namespace of a request its security function let in with a bearer token."""
+    namespace = facts.caller.namespace
+    if namespace is None:  # pragma: no cover - the operation's security would have refused
+        raise RuntimeError("a bearer-protected handler ran without a verified token")
+    return namespace
+
+
 @dataclass
 class AppState:
     """Everything the handlers use, built once per app and injected (no module globals)."""
 
     settings: Settings
     store: Store
-    clock: Clock
+    clock: SandboxClock
     catalog: Catalog
     authenticator: Authenticator
     accounts: Accounts
     new_id: Callable[[], str] = field(default=new_participation_id)
 
+    @property
+    def participations(self) -> Participations:
+        return Participations(
+            self.store,
+            self.catalog,
+            limit=self.settings.max_participations,
+            new_id=self.new_id,
+        )
 
-    async def catch_up(self, namespace: Namespace) -> datetime:
-        """The namespace's `now`, with every autopilot move due by then applied (read or write).
+    async def catch_up(self, namespace: Namespace, facts: Facts | None = None) -> datetime:
+        """The namespace's `now`, with every autopilot move due by then applied (the one
+        catch-up of the sandbox; `autopilot.catch_up` does the moving).
 
-        One clock reading per request: everything the request does happens at that instant,
-        so two requests at one instant see the same state.
+        A request reads its namespace's clock once (`pipeline.Identify`, into `facts`), so
+        everything it does happens at that instant; without facts (the clock just moved) the
+        clock and the earliest due step are read now, in one store read.
         """
-        clock = self.clock
-        if not isinstance(clock, SandboxClock):  # a test's own clock
-            now = await clock.now(namespace)
-            if self.settings.autopilot:
-                await autopilot.catch_up(self.store, namespace, now)
-            return now
-        # The clock and the earliest due step in one read: one round trip a request.
-        stored, earliest = await self.store.namespace_state(namespace)
-        state = stored or ClockState()
-        now = state.now(clock.real())
-        on = state.autopilot and self.settings.autopilot
+        if facts is not None and facts.now is not None and facts.clock is not None:
+            clock, earliest, now = facts.clock, facts.earliest_due, facts.now
+        else:
+            stored_clock, earliest = await self.store.namespace_state(namespace)
+            clock = stored_clock or ClockState()
+            now = clock.now(self.clock.real())
+        on = clock.autopilot and self.settings.autopilot
         if on and earliest is not None and earliest <= format_time(now):
             await autopilot.catch_up(self.store, namespace, now, due=True)
         return now
 
 
-def _namespace(token_info: dict[str, Any]) -> Namespace:
-    return Namespace(str(token_info["account_id"]), bool(token_info["live_mode"]))
-
-
 class Handlers:
-    """One method per operationId (snake_case), bound to the app's state."""
+    """One method per operationId of the contract (snake_case), bound to the app's state."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
 
-    async def create_bearer_token(self, token_info: dict[str, Any]) -> Result:
-        return self.state.authenticator.issue(token_info["account"]), 200
+    async def create_bearer_token(self, facts: Facts) -> Result:
+        account = facts.caller.account
+        assert account is not None  # the basicAuth security function found it
+        return self.state.authenticator.issue(account), 200
 
-    async def create_vpp_participation(
-        self, body: dict[str, Any], token_info: dict[str, Any]
-    ) -> Result:
-        ns = _namespace(token_info)
-        now = await self.state.catch_up(ns)
-        known = await self.state.catalog.resolve(
-            body["provider_id"], body["programme_id"], body["device_id"]
-        )
-        participation = new_participation(
-            id=self.state.new_id(),
-            account_id=ns.account_id,
-            live_mode=ns.live_mode,
-            device_id=body["device_id"],
-            location_id=known.location_id,
-            reference_id=body.get("reference_id"),
-            provider=known.provider,
-            programme=known.programme,
-            now=now,
-            scenario=scenario_for_device(body["device_id"]),
-        )
-        document = await self.state.store.insert(
-            participation, limit=self.state.settings.max_participations
-        )
-        location = f"/vpp-participations/{participation.id}"
-        return stored(document), 201, {"Location": location}
+    async def create_vpp_participation(self, facts: Facts, body: dict[str, Any]) -> Result:
+        ns = namespace_of(facts)
+        now = await self.state.catch_up(ns, facts)
+        participation_id, document = await self.state.participations.create(ns, now, body)
+        return stored(document), 201, {"Location": f"/vpp-participations/{participation_id}"}
 
     async def list_vpp_participations(
         self,
-        token_info: dict[str, Any],
+        facts: Facts,
         limit: int = 30,
         starting_after: str | None = None,
         ending_before: str | None = None,
         device_id: str | None = None,
     ) -> Result:
-        if starting_after is not None and ending_before is not None:
-            raise ApiError(
-                "invalid_parameter",
-                "Send starting_after (next page) or ending_before (previous page), not both.",
-            )
-        ns = _namespace(token_info)
-        await self.state.catch_up(ns)
-        items, has_more = await self.state.store.list_json(
+        ns = namespace_of(facts)
+        await self.state.catch_up(ns, facts)
+        items, has_more = await self.state.participations.list_json(
             ns,
             limit=limit,
             starting_after=starting_after,
@@ -140,20 +127,16 @@ class Handlers:
         }
         return body, 200
 
-    async def retrieve_vpp_participation(
-        self, participation_id: str, token_info: dict[str, Any]
-    ) -> Result:
-        ns = _namespace(token_info)
-        await self.state.catch_up(ns)
-        return stored(await self.state.store.get_json(ns, participation_id)), 200
+    async def retrieve_vpp_participation(self, facts: Facts, participation_id: str) -> Result:
+        ns = namespace_of(facts)
+        await self.state.catch_up(ns, facts)
+        return stored(await self.state.participations.get_json(ns, participation_id)), 200
 
     async def update_vpp_participation(
-        self, participation_id: str, body: dict[str, Any], token_info: dict[str, Any]
+        self, facts: Facts, participation_id: str, body: dict[str, Any]
     ) -> Result:
-        ns = _namespace(token_info)
+        ns = namespace_of(facts)
         records = parse_records(body["participation_state"])
-        now = await self.state.catch_up(ns)
-        document = await self.state.store.update(
-            ns, participation_id, lambda current: apply_update(current, records, now)
-        )
+        now = await self.state.catch_up(ns, facts)
+        document = await self.state.participations.update(ns, participation_id, records, now)
         return stored(document), 200

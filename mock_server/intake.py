@@ -1,6 +1,7 @@
 """The request intake: what is checked once a request's head is in, before Connexion sees it.
 
-In this order, each answered in the error format (with the caller's namespace and clock):
+In this order, each raised as an `ApiError` that the one error renderer answers (with the
+caller's namespace and clock):
 
 - more header fields than `max_headers`, or a head over `max_header_bytes` that arrived in one
   read (431; heads still arriving are the protocol's, `mock_server/protocol.py`);
@@ -19,17 +20,21 @@ chunked body is validated like any other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["IntakeMiddleware", "charset_of"]
+from vpp_sandbox.mock_server.errors import ApiError
+
+__all__ = ["IntakeMiddleware", "charset_of", "replay"]
+
+# An error answered here may leave part of the request on the wire: the connection closes.
+CLOSE = {"Connection": "close"}
 
 # What a JSON body may be encoded in: UTF-8, or ASCII (a subset of it).
 _UTF8 = frozenset({"utf8", "ascii", "usascii"})
 
-Render = Callable[[Scope, Send, str, str], Awaitable[None]]
 Match = Callable[[str], Any]
 
 
@@ -54,7 +59,6 @@ class IntakeMiddleware:
         max_header_bytes: int,
         body_timeout: float,
         route_of: Match,
-        render: Render,
     ) -> None:
         self.app = app
         self.limit = max_body_bytes
@@ -62,7 +66,6 @@ class IntakeMiddleware:
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
         self.route_of = route_of
-        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,26 +73,22 @@ class IntakeMiddleware:
             return
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         if len(raw) > self.max_headers:
-            await self.render(
-                scope,
-                send,
+            raise ApiError(
                 "request_header_too_large",
                 f"The request has {len(raw)} header fields; send at most {self.max_headers}.",
+                CLOSE,
             )
-            return
         # A head that arrived whole in one read is not measured by the protocol (it only sees
         # heads still arriving): measured here, as sent (request line, `name: value` lines).
         size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
         size += sum(len(name) + len(value) + 4 for name, value in raw)
         if size > self.max_header_bytes:
-            await self.render(
-                scope,
-                send,
+            raise ApiError(
                 "request_header_too_large",
                 f"The request line and headers are over {self.max_header_bytes} bytes; send "
                 "fewer or shorter headers (cookies included).",
+                CLOSE,
             )
-            return
         scope = self._without_trailing_slash(scope)
         headers: dict[bytes, bytes] = {}
         for name, value in raw:
@@ -99,55 +98,45 @@ class IntakeMiddleware:
         if chunked and declared is not None:
             # Two framings (request smuggling's shape): httptools refuses it while parsing,
             # h11 would read the chunks; refused here for both.
-            await self.render(
-                scope,
-                send,
+            raise ApiError(
                 "request_malformed",
                 "The request has both Content-Length and Transfer-Encoding; send one of them "
                 "(let your HTTP client frame the body).",
+                CLOSE,
             )
-            return
         if declared is not None and not declared.strip().isdigit():
-            await self.render(
-                scope,
-                send,
+            raise ApiError(
                 "invalid_request_body",
                 "The Content-Length header is not a number; let your HTTP client set it.",
+                CLOSE,
             )
-            return
         has_body = chunked or (declared is not None and int(declared) > 0)
-        if has_body:
-            refusal = self._refuse_encoding(headers)
-            if refusal is not None:
-                await self.render(scope, send, "unsupported_media_type", refusal)
-                return
         if not has_body:  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
             await self.app(scope, receive, send)
             return
+        refusal = self._refuse_encoding(headers)
+        if refusal is not None:
+            raise ApiError("unsupported_media_type", refusal, CLOSE)
         if declared is not None and int(declared) > self.limit:
-            await self._too_large(scope, send)
-            return
+            raise self._too_large()
         try:
             async with asyncio.timeout(self.body_timeout):
                 body = await self._read(receive)
         except TimeoutError:
-            await self.render(
-                scope,
-                send,
+            raise ApiError(
                 "request_timeout",
                 f"The request body did not arrive within {self.body_timeout:g} seconds of its "
                 "headers; check that Content-Length is the body's size in bytes, and send the "
                 "body at once.",
-            )
-            return
+                CLOSE,
+            ) from None
         if body is None:
             return  # the client went away: nobody to answer
         if len(body) > self.limit:
-            await self._too_large(scope, send)
-            return
+            raise self._too_large()
         if chunked or int(declared or 0) != len(body):
             scope = self._with_length(scope, len(body))
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
     def _without_trailing_slash(self, scope: Scope) -> Scope:
         """`/vpp-participations/` is `/vpp-participations` (a 307 with no body helps nobody)."""
@@ -211,16 +200,16 @@ class IntakeMiddleware:
         ] + [(b"content-length", str(length).encode())]
         return scope
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        await self.render(
-            scope,
-            send,
+    def _too_large(self) -> ApiError:
+        return ApiError(
             "request_too_large",
             f"The request body is larger than {self.limit} bytes; send a smaller body.",
+            CLOSE,
         )
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the whole body at once, then what the server says next."""
     replayed = False
 
     async def replay() -> Message:

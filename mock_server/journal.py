@@ -5,32 +5,31 @@ tail`): method, path, status, latency, a request id, and the error the sandbox a
 code and message say what was wrong with the request: a schema violation, an illegal
 transition, a bad token). It is bounded (a ring of `size` entries per namespace, at most
 `namespaces` namespaces, the least recently used one dropped first) and cheap on the hot
-path: a success costs two clock readings, one pass over the headers and one append; only an
-error's body (small, at most 8 KiB read) is parsed.
+path: two clock readings and one append a request; the namespace and the error come from the
+request's facts (`mock_server.request`), nothing is parsed again.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
-import json
 import re
 import secrets
 import sys
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vpp_sandbox.mock_server.request import SCOPE_KEY, Facts
+
 __all__ = [
     "JOURNAL_PATH",
     "Entry",
+    "Front",
     "Journal",
-    "JournalMiddleware",
     "NamespaceKey",
     "print_line",
 ]
@@ -39,7 +38,6 @@ NamespaceKey = tuple[str, bool]  # (account id, live mode): whose requests these
 JOURNAL_PATH = "/_sandbox/requests"  # reading the journal is not itself journaled
 REQUEST_ID_HEADER = b"x-request-id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_ERROR_BODY_MAX = 8 * 1024
 
 
 class Entry(NamedTuple):
@@ -137,107 +135,71 @@ class Journal:
         return len(self._rings)
 
 
-class JournalMiddleware:
-    """Outermost of the sandbox's own middleware: times each request and journals its answer.
-
-    `verify` turns a bearer token into its claims (`account_id`, `live_mode`) or raises; the
-    authenticator caches verified tokens, so a success pays a dictionary lookup for it. Every
-    answer carries `X-Request-Id` (the client's own, when it sent a sensible one).
-    """
+class Front:
+    """Outermost: makes the request's facts, gives it an id (`X-Request-Id` on every answer,
+    the client's own when it sent a sensible one) and journals what it was answered."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         journal: Journal,
-        verify: Callable[[str], Awaitable[dict[str, Any]]],
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.app = app
         self.journal = journal
-        self.verify = verify
         self.clock = clock
         self.timer = timer
-        self._prefix = "req_" + secrets.token_hex(4)
-        self._counter = itertools.count(1)
+        self.prefix = "req_" + secrets.token_hex(4)
+        self.counter = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == JOURNAL_PATH:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started, began = self.clock(), self.timer()
-        auth = b""
         request_id = ""
         for key, value in scope["headers"]:
-            if key == b"authorization":
-                auth = value
-            elif key == REQUEST_ID_HEADER:
+            if key == REQUEST_ID_HEADER:
                 given = value.decode("latin-1")
                 if _CLIENT_ID.match(given):
                     request_id = given
+                break
         if not request_id:
-            request_id = f"{self._prefix}{next(self._counter):08x}"
+            request_id = f"{self.prefix}{next(self.counter):08x}"
+        facts = Facts(request_id)
+        scope[SCOPE_KEY] = facts
+        # Connexion's routing writes the operation into this dict: made here, every layer
+        # (the error renderer above the routing too) sees the same one.
+        scope.setdefault("extensions", {})
         status = 500
-        error_chunks: list[bytes] | None = None
+        tag = (REQUEST_ID_HEADER, request_id.encode())
 
         async def send_(message: Message) -> None:
-            nonlocal status, error_chunks
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER, request_id.encode()))
-                message = {**message, "headers": headers}
-                if status >= 400:
-                    error_chunks = []
-            elif error_chunks is not None and sum(map(len, error_chunks)) < _ERROR_BODY_MAX:
-                error_chunks.append(message.get("body", b""))
+                message = {**message, "headers": [*message.get("headers", ()), tag]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_)
         finally:
-            code, text = _error_of(error_chunks) if error_chunks is not None else (None, None)
-            if status >= 500 and code is None:
-                code = "internal_error"
-            entry = Entry(
-                request_id,
-                started,
-                scope["method"],
-                scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                status,
-                (self.timer() - began) * 1000.0,
-                code,
-                text,
-            )
-            self.journal.record(await self._namespace(auth, scope["path"], status), entry)
-
-    async def _namespace(self, auth: bytes, path: str, status: int) -> NamespaceKey | None:
-        kind, _, value = auth.decode("latin-1").partition(" ")
-        value = value.strip()
-        if kind.lower() == "bearer" and value:
-            try:
-                claims = await self.verify(value)
-            except Exception:  # not a token of this server: nobody's journal
-                return None
-            return str(claims["account_id"]), bool(claims["live_mode"])
-        if kind.lower() == "basic" and path == "/login" and status == 200:
-            try:
-                account, _, key = base64.b64decode(value).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            return account, key.startswith("sk_live_")
-        return None
-
-
-def _error_of(chunks: list[bytes]) -> tuple[str | None, str | None]:
-    """The error object's code and message, when the body is one."""
-    try:
-        body = json.loads(b"".join(chunks)[:_ERROR_BODY_MAX])
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-        return None, None
-    message = body.get("message")
-    return body["code"], message if isinstance(message, str) else None
+            if scope["path"] != JOURNAL_PATH:  # reading the journal is not itself journaled
+                code, text = facts.error or (None, None)
+                if status >= 500 and code is None:
+                    code = "internal_error"
+                entry = Entry(
+                    request_id,
+                    started,
+                    scope["method"],
+                    scope["path"],
+                    scope.get("query_string", b"").decode("latin-1"),
+                    status,
+                    (self.timer() - began) * 1000.0,
+                    code,
+                    text,
+                )
+                namespace = facts.caller.namespace or facts.caller.login
+                self.journal.record(namespace, entry)

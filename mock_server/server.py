@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import sys
 import warnings
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
-from vpp_sandbox.mock_server.store import Store, StoreUnavailable
+from vpp_sandbox.mock_server.store import StoreUnavailable
 
-__all__ = ["Lifespan", "banner", "build", "exposure_warning", "serve", "worker_app"]
+__all__ = ["banner", "build", "exposure_warning", "serve", "worker_app"]
 
 # The secret part of an API key (after sk_test_ / sk_live_) shorter than this is guessable.
 MIN_KEY_SECRET = 16
@@ -112,42 +111,11 @@ def exposure_warning(settings: Settings, published: Iterable[Account] = ()) -> s
     return "\n".join([rule, *lines, rule])
 
 
-class Lifespan:
-    """Start-up and shutdown around the app: freeze the heap once started, close the store.
-
-    The spec, the compiled validators and Connexion's operations are tens of thousands of
-    objects that live as long as the process; every full collection walked all of them, a
-    pause of about 27 ms that every request in flight waited for (list p99 43 ms, p50 12 ms).
-    After `gc.freeze()` a full collection walks only what requests made (under 1 ms).
-    """
-
-    def __init__(self, app: ASGIApp, store: Store) -> None:
-        self.app = app
-        self.store = store
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                gc.collect()
-                gc.freeze()
-            elif message["type"] == "lifespan.shutdown.complete":
-                await self.store.close()
-            await send(message)
-
-        await self.app(scope, receive, send_)
-
-
 def build(settings: Settings) -> ASGIApp:
     """The served app (one per worker process), on a store of its own."""
     from vpp_sandbox.mock_server.app import create_app
-    from vpp_sandbox.mock_server.stores import open_store
 
-    store = open_store(settings.db)
-    return Lifespan(create_app(settings, store), store)
+    return create_app(settings)  # on a store of its own, closed at shutdown
 
 
 def worker_app() -> ASGIApp:
@@ -177,7 +145,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
 
-    from vpp_sandbox.mock_server.protocol import implementation, protocol_class
+    from vpp_sandbox.mock_server.compat import CompatError, check, protocol_class
 
     out = out or sys.stdout
     if settings.workers > 1 and settings.db == ":memory:":
@@ -186,6 +154,11 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             "postgresql:// URL (each worker would have its own :memory: store).",
             file=sys.stderr,
         )
+        return 2
+    try:
+        http = check(settings)  # what the connection limits are built on, before anything
+    except CompatError as exc:
+        print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         return 2
     given = set(settings.accounts)
     try:
@@ -204,7 +177,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         print("  Autopilot:   off (--no-autopilot): participations move only through the API",
               file=out, flush=True)
     print(
-        f"  HTTP:        {implementation(settings)}; heads up to {settings.max_header_bytes} "
+        f"  HTTP:        {http}; heads up to {settings.max_header_bytes} "
         f"bytes in {settings.header_timeout:g} s, bodies up to {settings.max_body_bytes} bytes "
         f"in {settings.body_timeout:g} s, {settings.max_connections} connections",
         file=out,
@@ -221,12 +194,12 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         "log_level": settings.log_level,
         # uvicorn picks uvloop when it is installed (`vpp-sandbox[fast]`), else asyncio; the
         # HTTP parser is httptools when installed, else h11 (or --http), with the limits of
-        # mock_server/protocol.py. No access log line per request (VPP_LOG_LEVEL=info still
+        # mock_server/compat.py. No access log line per request (VPP_LOG_LEVEL=info still
         # logs the rest).
         "loop": "auto",
         "http": protocol_class(settings)
         if settings.workers == 1
-        else "vpp_sandbox.mock_server.protocol:WorkerProtocol",
+        else "vpp_sandbox.mock_server.compat:WorkerProtocol",
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.keep_alive_timeout,
         "access_log": False,

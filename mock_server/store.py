@@ -13,33 +13,40 @@ here once; an engine supplies connections, transactions and its locking:
 Nothing is cached per process: clocks, rate-limit buckets, the catalogue of known ids, accounts
 and the signing secret are rows, so any number of processes answer as one would.
 
-Policy stays out: the store is told how to compute a row's `next_due_at` (`next_due`, the
-autopilot's rule) and what a due participation becomes (`apply_due`'s `move`).
+Policy stays out. The store is told how to compute a row's `next_due_at` (`next_due`, the
+autopilot's rule), how a participation becomes its stored document (`encode`, which checks it
+against the spec: `documents.encode_checked`), what a due participation becomes (`apply_due`'s
+`move`), whether a namespace or the accounts may grow (`admit`, given the count in the
+transaction) and how a rate-limit bucket changes (`update_rate_bucket`'s `step`). It raises
+codes with the facts, never prose: the service layer words them (`mock_server.participations`).
+Importing it loads no web framework.
 """
 
 from __future__ import annotations
 
 import builtins
-import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import orjson
 
-from vpp_sandbox.mock_server.accounts import AccountDeletion, AccountRecord
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
-from vpp_sandbox.mock_server.documents import check_document
 from vpp_sandbox.mock_server.lifecycle import TERMINAL, Participation, format_time
+from vpp_sandbox.mock_server.ratelimit import Bucket
 
 __all__ = [
     "BACKFILL_COUNTS",
     "INSERT_ROW",
+    "AccountDeletion",
+    "AccountRecord",
+    "Admit",
     "DuplicateParticipation",
+    "Encode",
     "NamespaceFull",
     "NextDue",
     "ParticipationNotFound",
@@ -53,69 +60,78 @@ __all__ = [
 ]
 
 NextDue = Callable[[Participation], datetime | None]
+# A participation as its stored document (the API object's JSON text).
+Encode = Callable[[Participation], str]
+# Whether one more may be added to what is held (the count read in the transaction).
+Admit = Callable[[int], bool]
 # The stored row of a participation (`Store.row`): the column order of `INSERT_ROW`.
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class StoreError(Exception):
-    """A request the store refuses; `code` names it in the error catalogue."""
+    """A request the store refuses; `code` names it in the error catalogue. No prose: the
+    service layer says what it means to a client."""
 
     code = "internal_error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
 
 class StoreUnavailable(Exception):
-    """The database cannot be opened or reached (a start-up error, with how to fix it)."""
+    """The database cannot be opened or reached (its message says how to fix it)."""
 
 
 class ParticipationNotFound(StoreError):
     code = "participation_not_found"
 
     def __init__(self, namespace: Namespace, participation_id: str) -> None:
-        mode = "live" if namespace.live_mode else "test"
-        super().__init__(
-            f"No VPP participation {participation_id} in this account's {mode} mode. Check the "
-            "id, and that the token's mode matches the one the participation was created in."
-        )
+        super().__init__(participation_id)
+        self.namespace = namespace
+        self.participation_id = participation_id
 
 
 class DuplicateParticipation(StoreError):
     code = "participation_exists"
 
     def __init__(self, existing: Participation) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
         self.existing_id = existing.id
-        super().__init__(
-            f"Device {existing.device_id} already takes part in programme "
-            f"{existing.programme.id} with {existing.id} ({existing.current_state.value}). "
-            f"Update or retrieve {existing.id}; a new participation can be created once it is "
-            "INELIGIBLE, OFFBOARDED or FAILED."
-        )
 
 
 class NamespaceFull(StoreError):
     code = "namespace_full"
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"This account's mode already holds its maximum of {limit} participations "
-            "(--max-participations, VPP_MAX_PARTICIPATIONS). Empty it with POST /_sandbox/reset, "
-            "use a throwaway account (POST /_sandbox/accounts), or restart the sandbox with a "
-            "higher limit."
-        )
+    def __init__(self, held: int) -> None:
+        super().__init__(held)
+        self.held = held
 
 
 class UnknownCursor(StoreError):
     code = "invalid_parameter"
 
     def __init__(self, name: str, participation_id: str) -> None:
-        super().__init__(
-            f"{name}={participation_id} is not a participation of this account and mode. Use "
-            "the id of the first (ending_before) or last (starting_after) item of a page you "
-            "received."
-        )
+        super().__init__(name, participation_id)
+        self.name = name
+        self.participation_id = participation_id
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """What the store keeps of an account made on demand (keys as SHA-256 hex digests)."""
+
+    account_id: str
+    test_key_sha256: str
+    live_key_sha256: str
+    time_created: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDeletion:
+    """What deleting an account removed with it."""
+
+    test_participations: int
+    live_participations: int
+    clocks: int
 
 
 class Tx(Protocol):
@@ -251,22 +267,18 @@ def _lock(purpose: str, namespace: Namespace) -> str:
 
 def row_of(
     p: Participation,
-    body: str | None = None,
+    body: str,
     *,
     next_due: datetime | None,
     version: int = 1,
     time_created: datetime | None = None,
 ) -> Row:
-    """The stored row of `p` whose API JSON is `body` (default: `p.encode()`), checked
-    against the spec's participation schema (`documents.check_document`; a mock bug is then a
-    500 before anything is written, and reads pass stored documents through unchecked).
+    """The stored row of `p` whose API JSON is `body`.
 
     A loader that moved `p` in time without rebuilding it (its `body` already moved) passes
     the moved `time_created` and `next_due`.
     """
     state = p.current_state
-    document = p.encode() if body is None else body
-    check_document(document)  # before any write: a document that breaks the spec is never stored
     return (
         p.id,
         p.account_id,
@@ -278,7 +290,7 @@ def row_of(
         format_time(time_created or p.time_created),
         p.scenario,
         version,
-        document,
+        body,
         None if next_due is None else format_time(next_due),
     )
 
@@ -303,8 +315,9 @@ class Store:
     # writer needs nothing more).
     row_lock = ""
 
-    def __init__(self, *, next_due: NextDue) -> None:
+    def __init__(self, *, next_due: NextDue, encode: Encode) -> None:
         self._next_due = next_due
+        self._encode = encode
 
     # -- the engine's part ----------------------------------------------------------------------
 
@@ -334,23 +347,28 @@ class Store:
         time_created: datetime | None = None,
         next_due: datetime | bool | None = True,
     ) -> Row:
-        """`row_of(p)` with this store's due-time rule (unless `next_due` is given)."""
+        """`row_of(p)` with this store's encoder (unless `body` is given) and due-time rule
+        (unless `next_due` is given)."""
         due = self._next_due(p) if next_due is True else next_due
         return row_of(
-            p, body, version=version, time_created=time_created, next_due=due or None
+            p,
+            self._encode(p) if body is None else body,
+            version=version,
+            time_created=time_created,
+            next_due=due or None,
         )
 
     # -- participations: writes ------------------------------------------------------------------
 
-    async def insert(self, participation: Participation, *, limit: int | None = None) -> str:
+    async def insert(self, participation: Participation, *, admit: Admit | None = None) -> str:
         """Add a new participation; a second open one for the device and programme is refused,
-        and so is one more in a namespace that holds `limit` already (`NamespaceFull`).
+        and so is one more in a namespace `admit` refuses given what it holds (`NamespaceFull`).
 
         Returns the stored JSON text (the API object, as `get_json` reads it back).
         """
         row = self.row(participation)
         async with self._tx() as tx:
-            if limit is not None:
+            if admit is not None:
                 if self.row_lock:
                     # The namespace's counter row must exist to be locked (FOR UPDATE) before
                     # it is read, so concurrent creates take turns. SQLite has one writer.
@@ -363,8 +381,9 @@ class Store:
                     f"SELECT participations FROM sandbox_counts WHERE {_NS}" + self.row_lock,
                     row[1:3],
                 )
-                if held is not None and int(held[0]) >= limit:
-                    raise NamespaceFull(limit)
+                count = 0 if held is None else int(held[0])
+                if not admit(count):
+                    raise NamespaceFull(count)
             if participation.current_state in TERMINAL:
                 await tx.execute(INSERT_ROW, row)
                 return str(row[10])
@@ -642,29 +661,23 @@ class Store:
 
     # -- rate limits -----------------------------------------------------------------------------
 
-    async def take_token(self, namespace: Namespace, rate: float, now: float) -> float:
-        """A token bucket per namespace (`rate` a second, bursts of `rate`, at least one):
-        0 when the request may go ahead, else the seconds until a token is available.
-
-        `now` is wall-clock seconds, the same on every process of one machine or cluster.
-        """
-        capacity = max(1.0, rate)
+    async def update_rate_bucket(
+        self, namespace: Namespace, step: Callable[[Bucket | None], tuple[Bucket, T]]
+    ) -> T:
+        """Replace the namespace's rate-limit bucket by what `step` makes of it (None: none kept
+        yet), in one transaction under the namespace's lock; returns `step`'s answer."""
         async with self._tx(lock=_lock("rate", namespace)) as tx:
             row = await tx.fetchone(
                 f"SELECT tokens, stamp FROM sandbox_rate_buckets WHERE {_NS}", _ns(namespace)
             )
-            tokens, stamp = (capacity, now) if row is None else (float(row[0]), float(row[1]))
-            tokens = min(capacity, tokens + max(0.0, now - stamp) * rate)
-            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
-            if wait == 0.0:
-                tokens -= 1.0
+            bucket, answer = step(None if row is None else Bucket(float(row[0]), float(row[1])))
             await tx.execute(f"DELETE FROM sandbox_rate_buckets WHERE {_NS}", _ns(namespace))
             await tx.execute(
                 "INSERT INTO sandbox_rate_buckets (account_id, live_mode, tokens, stamp) "
                 "VALUES (?, ?, ?, ?)",
-                (*_ns(namespace), tokens, max(now, stamp)),
+                (*_ns(namespace), bucket.tokens, bucket.stamp),
             )
-        return wait if math.isfinite(wait) else 1.0
+        return answer
 
     # -- the catalogue of known ids (loaded worlds) ----------------------------------------------
 
@@ -722,15 +735,15 @@ class Store:
     # The persistence of POST/DELETE /_sandbox/accounts. Key generation, key checks and
     # permissions are mock_server/accounts.py's.
 
-    async def create_account(self, record: AccountRecord, *, limit: int) -> bool:
-        """Keep a new account, unless `limit` accounts are kept already (False then).
+    async def create_account(self, record: AccountRecord, *, admit: Admit) -> bool:
+        """Keep a new account, unless `admit` refuses given how many are kept (False then).
 
         The count and the insert are one transaction under one lock, so concurrent creates
         (other processes too) never pass the cap.
         """
         async with self._tx(lock="accounts") as tx:
             kept = await tx.fetchone("SELECT COUNT(*) FROM sandbox_accounts")
-            if kept is not None and int(kept[0]) >= limit:
+            if not admit(0 if kept is None else int(kept[0])):
                 return False
             await tx.execute(
                 "INSERT INTO sandbox_accounts "

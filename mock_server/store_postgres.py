@@ -22,6 +22,7 @@ from vpp_sandbox.mock_server.store import (
     BACKFILL_COUNTS,
     INDEXES,
     TABLES,
+    Encode,
     NextDue,
     Store,
     StoreUnavailable,
@@ -115,8 +116,10 @@ class PostgresStore(Store):
     kind = "postgresql"
     row_lock = " FOR UPDATE"
 
-    def __init__(self, url: str, *, next_due: NextDue, max_connections: int = 10) -> None:
-        super().__init__(next_due=next_due)
+    def __init__(
+        self, url: str, *, next_due: NextDue, encode: Encode, max_connections: int = 10
+    ) -> None:
+        super().__init__(next_due=next_due, encode=encode)
         self.url = url
         self._max = max_connections
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None

@@ -27,6 +27,7 @@ from vpp_sandbox.mock_server.store import (
     INDEXES,
     INSERT_ROW,
     TABLES,
+    Encode,
     NextDue,
     Row,
     Store,
@@ -91,8 +92,8 @@ class SqliteStore(Store):
 
     kind = "sqlite"
 
-    def __init__(self, path: str = ":memory:", *, next_due: NextDue) -> None:
-        super().__init__(next_due=next_due)
+    def __init__(self, path: str = ":memory:", *, next_due: NextDue, encode: Encode) -> None:
+        super().__init__(next_due=next_due, encode=encode)
         self.path = path
         # The lock makes the one connection safe from threads (a test client's portal, tests
         # calling the store directly); a server process uses it from its event loop only.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vpp_sandbox.mock_server.autopilot import next_due
+from vpp_sandbox.mock_server.documents import encode_checked
 from vpp_sandbox.mock_server.store import Store
 
 __all__ = ["is_postgres", "open_store"]
@@ -13,11 +14,11 @@ def is_postgres(db: str) -> bool:
 
 
 def open_store(db: str) -> Store:
-    """The store for `db`, wired to the autopilot's due-time rule."""
+    """The store for `db`, wired to the autopilot's due-time rule and the checked encoder."""
     if is_postgres(db):
         from vpp_sandbox.mock_server.store_postgres import PostgresStore
 
-        return PostgresStore(db, next_due=next_due)
+        return PostgresStore(db, next_due=next_due, encode=encode_checked)
     from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
-    return SqliteStore(db, next_due=next_due)
+    return SqliteStore(db, next_due=next_due, encode=encode_checked)

@@ -12,44 +12,42 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jsonschema_rs
 import orjson
-from connexion.datastructures import MediaTypeDict
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
-from connexion.utils import is_null, is_nullable
-from connexion.validators import ParameterValidator
-from connexion.validators.json import JSONRequestBodyValidator, JSONResponseBodyValidator
 from jsonschema import Draft4Validator, FormatChecker, ValidationError, validators
-from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope
 
-from vpp_sandbox.mock_server.documents import participation_schema
-from vpp_sandbox.mock_server.encoding import STORED_KEY, take_shape
+from vpp_sandbox.mock_server.encoding import STORED_KEY
 from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.intake import replay
+from vpp_sandbox.mock_server.request import facts_of
 
 __all__ = [
     "FORMAT_CHECKER",
-    "CompiledJSONResponseBodyValidator",
-    "FlatpeakJSONBodyValidator",
-    "FlatpeakParameterValidator",
+    "JSONBodyValidator",
+    "ParameterValidator",
+    "ResponseCheck",
     "compiled",
     "ecma_pattern",
     "unstorable",
     "validator_map",
-    "with_stored_slots",
 ]
 
 
 def validator_map() -> dict[str, Any]:
-    """Connexion's `validator_map` with our parameter, JSON body and JSON response validators."""
+    """Connexion's `validator_map` (its documented way to plug validation in): our parameter
+    and JSON body validators. Responses are checked by the endpoints (`ResponseCheck`)."""
+    from connexion.datastructures import MediaTypeDict
+
     return {
-        "parameter": FlatpeakParameterValidator,
-        "body": MediaTypeDict({"*/*json": FlatpeakJSONBodyValidator}),
-        "response": MediaTypeDict({"*/*json": CompiledJSONResponseBodyValidator}),
+        "parameter": ParameterValidator,
+        "body": MediaTypeDict({"*/*json": JSONBodyValidator}),
     }
 
 
@@ -236,61 +234,129 @@ _PARAM_HINTS = {
 }
 
 
-class FlatpeakParameterValidator(ParameterValidator):  # type: ignore[misc]
-    """Connexion's parameter checks, raising catalogue errors (400 invalid_parameter)."""
+_COERCE: Mapping[str, Callable[[str], Any]] = {
+    "integer": int,
+    "number": float,
+    "boolean": lambda text: {"true": True, "false": False}[text.lower()],
+}
+_SUPPORTED_TYPES = frozenset({"string", "integer", "number", "boolean"})
 
-    @staticmethod
-    def validate_parameter(
-        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
-    ) -> str | None:
-        # Connexion copies the parameter and builds a jsonschema validator on every call; a
-        # value the compiled schema accepts needs neither.
-        if value is not None:
-            check = compiled(param.get("schema", param), "parameter")
-            if check is not None and check(value):
-                return None
-        # Connexion's own check, with whole-string patterns and formats.
-        if is_nullable(param) and is_null(value):
-            return None
-        if value is not None:
+
+def pythonic(name: str) -> str:
+    """A parameter's argument name (`participation_id`, `startingAfter` -> `starting_after`)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("-", "_")
+
+
+class _Parameter:
+    """One parameter of an operation: its schema compiled once, its value read and checked."""
+
+    __slots__ = ("argument", "check", "coerce", "default", "name", "required", "schema", "where")
+
+    def __init__(self, definition: Mapping[str, Any]) -> None:
+        self.name: str = definition["name"]
+        self.where: str = definition["in"]
+        self.schema: dict[str, Any] = definition.get("schema", {})
+        kind = self.schema.get("type", "string")
+        if self.where not in ("query", "path") or kind not in _SUPPORTED_TYPES:
+            # Fail at start-up, loudly: the spec grew a parameter these checks do not read.
+            raise ValueError(
+                f"parameter {self.name!r} ({self.where}, {kind}) is not supported by "
+                "mock_server.validation: only scalar query and path parameters are"
+            )
+        self.argument = pythonic(self.name)
+        self.required = bool(definition.get("required")) or self.where == "path"
+        self.default = self.schema.get("default")
+        self.coerce = _COERCE.get(kind)
+        self.check = compiled(self.schema, "parameter")
+
+    def value(self, text: str, location: str) -> Any:
+        """The parameter's value from its text, or a 400 naming it and saying what it must be."""
+        value: Any = text
+        if self.coerce is not None:
             try:
-                _ParameterValidator(
-                    param.get("schema", param), format_checker=FORMAT_CHECKER
-                ).validate(value)
-            except ValidationError as exc:
-                return str(exc)
-            return None
-        if param.get("required"):
-            return f"Missing {parameter_type} parameter '{param['name']}'"
-        return None
+                value = self.coerce(text)
+            except (ValueError, KeyError):
+                raise self.invalid(location) from None
+        if self.check is not None and self.check(value):
+            return value
+        try:  # the reference (and the arbiter where jsonschema-rs was stricter)
+            _ParameterValidator(self.schema, format_checker=FORMAT_CHECKER).validate(value)
+        except ValidationError:
+            raise self.invalid(location) from None
+        return value
 
-    def validate_request(self, request: Any) -> None:
-        if self.strict_validation:
-            spec_names = {p["name"] for p in self.parameters.get("query", [])}
-            extra = sorted(set(request.query_params.keys()) - spec_names)
-            if extra:
-                allowed = ", ".join(sorted(spec_names)) or "none"
+    def invalid(self, location: str) -> ApiError:
+        hint = _PARAM_HINTS.get(self.name, f"{self.name} does not match its schema.")
+        return ApiError("invalid_parameter", f"Invalid {location} parameter: {hint}")
+
+
+class _Plan:
+    """An operation's parameters, prepared once: what every request of it is checked against."""
+
+    def __init__(self, definitions: Sequence[Mapping[str, Any]], strict: bool) -> None:
+        self.definitions = definitions  # kept: its id keys the cache of plans
+        self.strict = strict
+        parameters = [_Parameter(d) for d in definitions]
+        self.query = {p.name: p for p in parameters if p.where == "query"}
+        self.path = [p for p in parameters if p.where == "path"]
+        self.defaults = {
+            p.argument: p.default for p in self.query.values() if p.default is not None
+        }
+        self.allowed = ", ".join(sorted(self.query)) or "none"
+
+    def arguments(self, scope: Scope) -> dict[str, Any]:
+        """The handler's arguments from the request's query string and path: checked, typed."""
+        arguments = dict(self.defaults)
+        raw: bytes = scope.get("query_string") or b""
+        if raw:
+            pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+            names = [name for name, _ in pairs]
+            if self.strict and not self.query.keys() >= set(names):
+                extra = ", ".join(sorted(set(names) - self.query.keys()))
                 raise ApiError(
                     "invalid_parameter",
-                    f"Unknown query parameter(s): {', '.join(extra)}. Allowed: {allowed}.",
+                    f"Unknown query parameter(s): {extra}. Allowed: {self.allowed}.",
                 )
-            query_string = request.scope.get("query_string", b"")
-            raw = QueryParams(query_string) if query_string else QueryParams()
-            for name in spec_names:
-                if len(raw.getlist(name)) > 1:
-                    raise ApiError(
-                        "invalid_parameter", f"Send the query parameter {name} at most once."
-                    )
-        checks = (
-            ("query", self.validate_query_parameter),
-            ("path", self.validate_path_parameter),
-        )
-        for location, check in checks:
-            for param in self.parameters.get(location, []):
-                if check(param, request):
-                    name = param["name"]
-                    hint = _PARAM_HINTS.get(name, f"{name} does not match its schema.")
-                    raise ApiError("invalid_parameter", f"Invalid {location} parameter: {hint}")
+            if len(set(names)) != len(names):
+                twice = sorted({name for name in names if names.count(name) > 1})
+                raise ApiError(
+                    "invalid_parameter", f"Send the query parameter {twice[0]} at most once."
+                )
+            for name, text in pairs:
+                parameter = self.query.get(name)
+                if parameter is not None:
+                    arguments[parameter.argument] = parameter.value(text, "query")
+        for parameter in self.path:
+            text = scope.get("path_params", {}).get(parameter.name)
+            if text is None:  # pragma: no cover - routing matched without it
+                raise parameter.invalid("path")
+            arguments[parameter.argument] = parameter.value(str(text), "path")
+        return arguments
+
+
+# id(definitions) -> plan: Connexion hands every request of an operation the same list.
+_PLANS: dict[int, _Plan] = {}
+
+
+class ParameterValidator:
+    """Connexion's `validator_map["parameter"]`: each request's path and query parameters are
+    checked (a 400 `invalid_parameter` that says what the value must be) and left, typed and
+    with their defaults, in the request's facts for the handler."""
+
+    def __init__(
+        self,
+        parameters: Sequence[Mapping[str, Any]],
+        uri_parser: Any = None,
+        strict_validation: bool = False,
+        security_query_params: Sequence[str] | None = None,
+    ) -> None:
+        plan = _PLANS.get(id(parameters))
+        if plan is None or plan.definitions is not parameters or plan.strict != strict_validation:
+            plan = _PLANS[id(parameters)] = _Plan(parameters, strict_validation)
+        self.plan = plan
+
+    def validate(self, scope: Scope) -> None:
+        facts_of(scope).arguments = self.plan.arguments(scope)
 
 
 def _json_path(error: ValidationError) -> str:
@@ -368,34 +434,57 @@ def _alternative(schema: Any) -> str:
 _UTF8_NAMES = frozenset({"utf8", "ascii", "usascii"})
 
 
-class FlatpeakJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
-    """Connexion's JSON body checks, raising catalogue errors (400 invalid_request_body)."""
+class JSONBodyValidator:
+    """Connexion's `validator_map["body"]` for JSON: the body is parsed once, checked against the
+    operation's schema (a 400 `invalid_request_body` naming the field), and left in the request's
+    facts for the handler. The intake has read it whole already (size and time bounded)."""
 
-    @property
-    def _validator(self) -> Any:
-        return _RequestValidator(self._schema, format_checker=FORMAT_CHECKER)
+    def __init__(
+        self,
+        *,
+        schema: dict[str, Any],
+        required: bool = False,
+        nullable: bool = False,
+        encoding: str = "utf-8",
+        strict_validation: bool = False,
+        uri_parser: Any = None,
+    ) -> None:
+        self.schema = schema
+        self.required = required
+        self.encoding = encoding
 
-    def _empty(self) -> ApiError:
-        fields = ", ".join(self._schema.get("required", ()))
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        body = self.parse(raw)
+        if body is None:
+            if self.required:
+                raise self.empty()
+        else:
+            self.validate(body)
+        facts_of(scope).body = body
+        return replay(raw, receive), scope
+
+    def empty(self) -> ApiError:
+        fields = ", ".join(self.schema.get("required", ()))
         what = f"a JSON object with {fields}" if fields else "a JSON object"
         return ApiError(
             "invalid_request_body",
             f"The request body is empty; send {what} (see the API reference at /ui/).",
         )
 
-    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        # Connexion's own answer to a missing body is "RequestBody is required".
-        if self._required and not int(Headers(scope=scope).get("content-length") or 0):
-            raise self._empty()
-        result: tuple[Receive, Scope] = await super().wrap_receive(receive, scope=scope)
-        return result
-
-    async def _parse(self, stream: Any, scope: Scope) -> Any:
-        raw = b"".join([chunk async for chunk in stream])
-        if self._encoding.lower().replace("-", "").replace("_", "") not in _UTF8_NAMES:
+    def parse(self, raw: bytes) -> Any:
+        if self.encoding.lower().replace("-", "").replace("_", "") not in _UTF8_NAMES:
             raise ApiError(
                 "unsupported_media_type",
-                f"charset={self._encoding} is not supported: JSON bodies are UTF-8. Encode the "
+                f"charset={self.encoding} is not supported: JSON bodies are UTF-8. Encode the "
                 "body as UTF-8 and send Content-Type: application/json.",
             )
         try:
@@ -427,79 +516,58 @@ class FlatpeakJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             raise ApiError("invalid_request_body", problem)
         return body
 
-    def _validate(self, body: Any) -> dict[str, Any] | None:
-        if body is None:
-            raise self._empty()
-        check = compiled(self._schema)
+    def validate(self, body: Any) -> None:
+        check = compiled(self.schema)
         if check is not None and check(body):
-            return None
+            return
         try:
-            self._validator.validate(body)
+            _RequestValidator(self.schema, format_checker=FORMAT_CHECKER).validate(body)
         except ValidationError as exc:
             raise ApiError("invalid_request_body", _describe(exc)) from None
         except RecursionError:
             raise ApiError(
                 "invalid_request_body", "The request body is nested too deeply."
             ) from None
-        return None
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class CompiledJSONResponseBodyValidator(JSONResponseBodyValidator):  # type: ignore[misc]
-    """Connexion's response check (a 500 naming the field), with the compiled schema first.
+class ResponseCheck:
+    """An answer's body checked against the operation's response schema, compiled once.
 
-    Stored participations in the body were checked when they were written
-    (`mock_server.documents`): when the jsonifier left the body's shape (`encoding.take_shape`),
-    the shape is checked instead of the parsed bytes, against the schema with each
-    VppParticipation replaced by a slot that takes exactly the placeholder of a stored
-    document. So the envelope (a list's `object`, `url`, `has_more`, `data`) is checked on every
-    response, and a stored document only where the spec expects a participation. Anything
-    else, or a shape the slots refuse, is parsed and checked whole, as before.
+    Stored participations in it were checked when they were written (`mock_server.documents`):
+    the handler's data is checked as its shape (`encoding.shape_of`: each stored document a
+    placeholder), against the schema with each VppParticipation a slot that takes exactly the
+    placeholder. So the envelope (a list's `object`, `url`, `has_more`, `data`) is checked on
+    every answer, and a stored document only where the spec expects a participation.
     """
 
-    def _parse(self, stream: Any) -> Any:
-        chunks = [chunk for chunk in stream if chunk]
-        if not chunks:
+    def __init__(self, schema: dict[str, Any], participation: dict[str, Any]) -> None:
+        self.schema = schema
+        found = [0]
+        slotted = _slot_participations(schema, participation, found)
+        self.shaped = compiled(slotted, "response") if found[0] else None
+        self.plain = compiled(schema, "response")
+
+    def problem(self, data: Any, shape: Any | None, encoded: bytes) -> str | None:
+        """Why the answer breaks its schema (for the log), or None when it conforms."""
+        if shape is not None and self.shaped is not None and self.shaped(shape):
             return None
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        shape = take_shape(raw)
-        if shape is not None:
-            return _Shaped(raw, shape)
-        return self._parse_raw(raw)
-
-    def _parse_raw(self, raw: bytes) -> Any:
+        body = self.parse(encoded)
+        if self.plain is not None and self.plain(body):
+            return None
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return super()._parse(iter([raw]))
+            _ResponseValidator(self.schema, format_checker=FORMAT_CHECKER).validate(body)
+        except ValidationError as exc:
+            return f"{exc.message} at {'/'.join(str(p) for p in exc.absolute_path) or '(root)'}"
+        return None
 
-    @property
-    def validator(self) -> Any:
-        return _ResponseValidator(self._schema, format_checker=FORMAT_CHECKER)
-
-    def _validate(self, body: Any) -> None:
-        if isinstance(body, _Shaped):
-            check_shape = with_stored_slots(self._schema)
-            if check_shape is not None and check_shape(body.shape):
-                return
-            body = self._parse_raw(body.raw)
-        check = compiled(self._schema, "response")
-        if check is not None and check(body):
-            return
-        super()._validate(body)
-
-
-class _Shaped:
-    """A response body as encoded (`raw`) and its shape with stored documents as placeholders."""
-
-    __slots__ = ("raw", "shape")
-
-    def __init__(self, raw: bytes, shape: Any) -> None:
-        self.raw = raw
-        self.shape = shape
+    @staticmethod
+    def parse(encoded: bytes) -> Any:
+        """The answer as JSON values, for a check of the whole of it."""
+        return orjson.loads(encoded)
 
 
 # What a VppParticipation becomes in a shape's schema: the placeholder, and nothing else.
@@ -509,14 +577,11 @@ _STORED_SLOT = {
     "properties": {STORED_KEY: {"enum": [True]}},
     "additionalProperties": False,
 }
-# id(schema) -> (schema, check of its shapes, or None when it has no VppParticipation)
-_SLOTTED: dict[int, tuple[Any, Callable[[Any], bool] | None]] = {}
 
 
 def _slot_participations(node: Any, participation: dict[str, Any], found: list[int]) -> Any:
     if isinstance(node, dict):
-        # Connexion hangs the spec's `components` on the schemas it hands out (and the
-        # compiled schema drops them): they are not part of what the body must be.
+        # A resolved spec may carry `components` beside a schema: not part of what a body is.
         own = {k: v for k, v in node.items() if k != "components"}
         if own == participation:
             found[0] += 1
@@ -525,16 +590,3 @@ def _slot_participations(node: Any, participation: dict[str, Any], found: list[i
     if isinstance(node, list):
         return [_slot_participations(item, participation, found) for item in node]
     return node
-
-
-def with_stored_slots(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
-    """`is_valid` of `schema` with each VppParticipation a slot for a stored document's
-    placeholder (compiled once per schema); None if the schema has no VppParticipation."""
-    hit = _SLOTTED.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    found = [0]
-    slotted = _slot_participations(schema, participation_schema(), found)
-    check = compiled(slotted, "response") if found[0] else None
-    _SLOTTED[id(schema)] = (schema, check)  # `compiled` keeps `slotted` alive with its check
-    return check

@@ -27,6 +27,7 @@ from vpp_sandbox.fixtures.worlds import WORLDS, World, build
 from vpp_sandbox.mock_server.autopilot import next_due
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import Clock, Namespace
+from vpp_sandbox.mock_server.documents import check_document, encode_checked
 from vpp_sandbox.mock_server.lifecycle import Participation, encode_document
 from vpp_sandbox.mock_server.settings import Account, Settings
 from vpp_sandbox.mock_server.store import Row, Store, row_of
@@ -99,9 +100,11 @@ def shifted_row(store: Store, p: Participation, delta: timedelta) -> Row:
     doc["time_created"] = created
     doc["time_updated"] = p.time_updated + delta
     due = next_due(p)
+    body = encode_document(doc)
+    check_document(body)  # the store checks only what it encodes itself
     return store.row(
         p,
-        encode_document(doc),
+        body,
         time_created=created,
         next_due=None if due is None else due + delta,
     )
@@ -176,7 +179,7 @@ def world_rows(job: WorldJob) -> Iterator[Message]:
         for p in mine[start : start + _CHUNK]:
             owned = p.id if p.account_id == job.account_id else _owned_id(namespace, p.id)
             moved = shift(p, delta, id=owned, account_id=job.account_id)
-            rows.append(row_of(moved, next_due=next_due(moved)))
+            rows.append(row_of(moved, encode_checked(moved), next_due=next_due(moved)))
         yield "rows", rows
     yield "done", len(world.participations) - len(mine)
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.autopilot import next_due
+from vpp_sandbox.mock_server.documents import encode_checked
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.store import ParticipationNotFound
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
@@ -411,7 +412,7 @@ def build(defect: Defect | None = None) -> Any:
     """The mock app (in-memory, two accounts) with `defect` built in, or the real one."""
     settings = Settings(db=":memory:", accounts=ACCOUNTS, jwt_secret=JWT_SECRET)
     store_cls = defect.store if defect is not None and defect.store is not None else SqliteStore
-    app: Any = create_app(settings, store_cls(":memory:", next_due=next_due))
+    app: Any = create_app(settings, store_cls(":memory:", next_due=next_due, encode=encode_checked))
     if defect is not None and defect.middleware is not None:
         app = defect.middleware(app)
     return app

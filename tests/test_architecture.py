@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,117 @@ def test_every_module_has_one_name() -> None:
         assert real not in seen, f"{real} is imported as {seen[real]} and as {name}"
         seen[real] = name
         assert name.split(".")[0] in {"vpp_sandbox", "tests"}, f"{real} is imported as {name}"
+
+
+FRAMEWORKS = ("connexion", "starlette", "uvicorn", "h11", "httptools")
+_PRIVATE_USE = re.compile(
+    r"\b(?:" + "|".join(FRAMEWORKS) + r")[A-Za-z0-9_.]*\._[A-Za-z]"
+    r"|from (?:" + "|".join(FRAMEWORKS) + r")[A-Za-z0-9_.]* import [^\n]*\b_[A-Za-z]"
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in (*OURS, "vpp_sandbox") for p in _modules(package)],
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_frameworks_are_used_through_their_public_names_only(path: Path) -> None:
+    """No underscore name of Connexion, Starlette, uvicorn, h11 or httptools is imported or
+    read, and no attribute of theirs is assigned (a patch would change every app in the
+    process, and break on an upgrade)."""
+    text = path.read_text()
+    assert not _PRIVATE_USE.findall(text), _PRIVATE_USE.findall(text)
+    tree = ast.parse(text)
+    imported = {
+        alias.asname or alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and ((node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name)
+        .split(".")[0] in FRAMEWORKS
+        for alias in node.names
+    }
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+        )
+        for target in targets:
+            base = target
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(target, ast.Attribute) and isinstance(base, ast.Name):
+                assert base.id not in imported, f"{path}:{node.lineno} assigns to {base.id}"
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+        ):
+            assert node.args[0].id not in imported, f"{path}:{node.lineno} setattr"
+
+
+def test_a_served_sandbox_changes_no_framework_function() -> None:
+    """Every function and class attribute of the frameworks is the same object before and
+    after an app is built and has answered requests of every kind."""
+    code = '''
+import sys, warnings, json
+warnings.simplefilter("ignore")
+import connexion, starlette, uvicorn
+from vpp_sandbox.mock_server import app as app_module, compat, server
+
+FRAMEWORKS = {frameworks!r}
+
+def snapshot():
+    seen = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in FRAMEWORKS:
+            continue
+        for attr, value in list(vars(module).items()):
+            seen[f"{name}.{attr}"] = id(value)
+            if isinstance(value, type) and value.__module__ == name:
+                for key, member in list(vars(value).items()):
+                    seen[f"{name}.{attr}.{key}"] = id(member)
+    return seen
+
+from vpp_sandbox.mock_server.settings import Settings
+settings = Settings(db=":memory:")
+compat.check(settings)
+compat.protocol_class(settings)
+before = snapshot()
+app = app_module.create_app(settings)
+with app.test_client() as client:
+    account = settings.accounts[0]
+    token = client.get("/login", auth=(account.account_id, account.api_key)).json()
+    headers = {"Authorization": "Bearer " + token["bearer_token"]}
+    body = {"device_id": "dev_" + "1" * 24, "provider_id": "prv_" + "2" * 24,
+            "programme_id": "vpr_" + "3" * 24}
+    made = client.post("/vpp-participations", json=body, headers=headers).json()
+    client.get("/vpp-participations/" + made["id"], headers=headers)
+    client.get("/vpp-participations?limit=5", headers=headers)
+    client.post("/vpp-participations/" + made["id"], json={"participation_state": []},
+                headers=headers)
+    client.get("/nowhere"); client.delete("/vpp-participations")
+    client.get("/ui/"); client.get("/openapi.json"); client.get("/_sandbox/clock", headers=headers)
+after = snapshot()
+changed = sorted(k for k in before if k in after and before[k] != after[k])
+print(json.dumps(changed))
+'''.replace("{frameworks!r}", repr(FRAMEWORKS))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_importing_the_store_loads_no_web_framework() -> None:
+    """The store persists and nothing else: what it imports, transitively, has no framework."""
+    code = (
+        "import sys, json\n"
+        "import vpp_sandbox.mock_server.store, vpp_sandbox.mock_server.store_sqlite\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert not loaded & {*FRAMEWORKS, "jsonschema", "jsonschema_rs", "httpx", "flask"}, loaded

@@ -21,10 +21,14 @@ from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
 from tests.sandbox_time import timed_sandbox
 from tests.stores import sync
 from vpp_sandbox import openapi
-from vpp_sandbox.mock_server import autopilot, encoding, handlers, validation
+from vpp_sandbox.mock_server import autopilot, participations, validation
 from vpp_sandbox.mock_server.clock import Namespace
-from vpp_sandbox.mock_server.documents import InvalidDocument, check_document
-from vpp_sandbox.mock_server.encoding import STORED_PLACEHOLDER, shape_of, stored, take_shape
+from vpp_sandbox.mock_server.documents import (
+    InvalidDocument,
+    check_document,
+    participation_schema,
+)
+from vpp_sandbox.mock_server.encoding import STORED_PLACEHOLDER, shape_of, stored
 from vpp_sandbox.mock_server.handlers import Handlers
 from vpp_sandbox.mock_server.lifecycle import Participation
 
@@ -65,8 +69,8 @@ def test_a_valid_document_passes_and_a_broken_one_is_named() -> None:
 def test_a_create_that_would_store_a_broken_document_is_a_500_and_stores_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made = handlers.new_participation
-    monkeypatch.setattr(handlers, "new_participation", lambda **kw: broken(made(**kw)))
+    made = participations.new_participation
+    monkeypatch.setattr(participations, "new_participation", lambda **kw: broken(made(**kw)))
     sb = make_sandbox()
     assert_internal_error(sb.create())
     assert sync(sb.store.count()) == 0
@@ -78,8 +82,10 @@ def test_an_update_that_would_store_a_broken_document_is_a_500_and_changes_nothi
     sb = make_sandbox()
     pid = sb.create().json()["id"]
     before = sync(sb.store.get_json(NS, pid))
-    applied = handlers.apply_update
-    monkeypatch.setattr(handlers, "apply_update", lambda *a, **kw: broken(applied(*a, **kw)))
+    applied = participations.apply_update
+    monkeypatch.setattr(
+        participations, "apply_update", lambda *a, **kw: broken(applied(*a, **kw))
+    )
     assert_internal_error(sb.update(pid, step("AWAITING_CUSTOMER_CONSENT")))
     assert sync(sb.store.get_json(NS, pid)) == before
 
@@ -135,30 +141,23 @@ def test_a_read_passes_the_stored_document_through_unchecked(tmp_path: Path) -> 
 def test_reads_check_the_envelope_but_not_the_stored_documents(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Spies: the response bytes are never parsed again; only their shape is checked."""
+    """Spies: the answer's bytes are never parsed again; only their shape is checked."""
     parsed: list[bytes] = []
-    real_parse = validation.CompiledJSONResponseBodyValidator._parse_raw
-
-    def parse_spy(self: Any, raw: bytes) -> Any:
-        parsed.append(raw)
-        return real_parse(self, raw)
-
     shapes: list[object] = []
-    real_slots = validation.with_stored_slots
+    real_parse = validation.ResponseCheck.parse
+    real_problem = validation.ResponseCheck.problem
 
-    def slot_spy(schema: dict[str, Any]) -> Any:
-        check = real_slots(schema)
-        if check is None:
-            return None
+    def parse_spy(encoded: bytes) -> Any:
+        parsed.append(encoded)
+        return real_parse(encoded)
 
-        def counted(shape: Any) -> bool:
+    def problem_spy(self: Any, data: Any, shape: Any, encoded: bytes) -> str | None:
+        if shape is not None:
             shapes.append(shape)
-            return check(shape)
+        return real_problem(self, data, shape, encoded)
 
-        return counted
-
-    monkeypatch.setattr(validation.CompiledJSONResponseBodyValidator, "_parse_raw", parse_spy)
-    monkeypatch.setattr(validation, "with_stored_slots", slot_spy)
+    monkeypatch.setattr(validation.ResponseCheck, "parse", staticmethod(parse_spy))
+    monkeypatch.setattr(validation.ResponseCheck, "problem", problem_spy)
     sb = make_sandbox()
     pid = sb.create().json()["id"]
     assert sb.update(pid, step("AWAITING_CUSTOMER_CONSENT")).status_code == 200
@@ -172,13 +171,13 @@ def test_reads_check_the_envelope_but_not_the_stored_documents(
         "has_more": False,
         "data": [STORED_PLACEHOLDER],
     }
-    # Everything else is checked whole, as before: the control API's clock.
+    # Everything else is checked whole: the control API's clock.
     assert sb.client.get("/_sandbox/clock", headers=sb.headers()).status_code == 200
     assert len(parsed) == 2 and b"sandbox_clock" in parsed[1]
 
 
 def _list_returning(body: Any) -> Any:
-    async def list_vpp_participations(self: Handlers, token_info: Any, **_: Any) -> Any:
+    async def list_vpp_participations(self: Handlers, facts: Any, **_: Any) -> Any:
         return body((await self.state.store.list_json(Namespace(ACCOUNT_A, False)))[0]), 200
 
     return list_vpp_participations
@@ -252,14 +251,6 @@ def test_the_shape_stands_for_stored_documents_only_when_the_json_is_the_data() 
     assert shape_of({1: doc}) is None
 
 
-def test_the_shape_is_taken_only_for_the_very_bytes_it_was_made_for() -> None:
-    jsonifier = encoding.OrjsonJsonifier()
-    body = jsonifier.dumps({"data": [stored('{"a":1}')]})
-    assert take_shape(bytes(bytearray(body))) is None  # equal bytes, another object
-    assert take_shape(body) == {"data": [STORED_PLACEHOLDER]}
-    assert take_shape(body) is None  # taken once
-
-
 def test_every_participation_answer_has_a_slot_for_stored_documents() -> None:
     spec = resolve_refs(openapi.load(openapi.CONTRACT))
     one: list[dict[str, Any]] = []
@@ -272,18 +263,17 @@ def test_every_participation_answer_has_a_slot_for_stored_documents() -> None:
         one.append(response["content"]["application/json"]["schema"])
     page = spec["paths"]["/vpp-participations"]["get"]["responses"]["200"]["content"]
     page_schema = page["application/json"]["schema"]
-    # as Connexion hands them out: with the spec's components attached
-    for schema in [*one, page_schema]:
-        schema["components"] = spec["components"]
+    participation = participation_schema()
     for schema in one:
-        check = validation.with_stored_slots(schema)
+        check = validation.ResponseCheck(schema, participation).shaped
         assert check is not None
         assert check(STORED_PLACEHOLDER)
         assert not check({**STORED_PLACEHOLDER, "id": "vpp_" + "0" * 24})
-    check = validation.with_stored_slots(page_schema)
+    check = validation.ResponseCheck(page_schema, participation).shaped
     assert check is not None
     envelope = {"object": "list", "url": "/vpp-participations", "has_more": True}
     assert check({**envelope, "data": [STORED_PLACEHOLDER] * 30})
     assert not check({**envelope, "data": [STORED_PLACEHOLDER] * 101})  # maxItems still holds
     assert not check({**envelope, "data": [{}]})
-    assert validation.with_stored_slots(spec["components"]["schemas"]["Error"]) is None
+    error = spec["components"]["schemas"]["Error"]
+    assert validation.ResponseCheck(error, participation).shaped is None

@@ -19,9 +19,9 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
-from test_http_errors import ERROR_VALIDATOR
 
 from tests.serve_process import Served, served
+from tests.test_http_errors import ERROR_VALIDATOR
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
 pytestmark = pytest.mark.slow

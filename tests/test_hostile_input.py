@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_http_errors import assert_error
 
 from tests.sandbox_client import ACCOUNT_A, Sandbox, create_body, make_sandbox, new_id, step
 from tests.stores import every, sync
+from tests.test_http_errors import assert_error
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.errors import CONTEXTS
 from vpp_sandbox.mock_server.validation import ecma_pattern, unstorable

@@ -16,10 +16,10 @@ from typing import Any
 
 import jwt
 import pytest
-from test_http_errors import assert_error
 
 from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, Sandbox, make_sandbox
 from tests.stores import sync
+from tests.test_http_errors import assert_error
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.server import exposure_warning
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings

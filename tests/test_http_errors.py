@@ -14,6 +14,7 @@ from tests.sandbox_client import ACCOUNT_A, Sandbox, make_sandbox, new_id, step
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.app import create_app
 from vpp_sandbox.mock_server.autopilot import next_due
+from vpp_sandbox.mock_server.documents import encode_checked
 from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
@@ -279,7 +280,8 @@ class BrokenStore(SqliteStore):
 
 def test_unexpected_exception_is_a_500_error_object() -> None:
     settings = Settings(db=":memory:")
-    client = create_app(settings, BrokenStore(":memory:", next_due=next_due)).test_client()
+    store = BrokenStore(":memory:", next_due=next_due, encode=encode_checked)
+    client = create_app(settings, store).test_client()
     account = settings.accounts[0]
     token = client.get("/login", auth=(account.account_id, account.api_key)).json()
     headers = {"Authorization": f"Bearer {token['bearer_token']}"}

@@ -12,6 +12,7 @@ from tests.stores import memory_store, sync
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.faults import FaultMiddleware
+from vpp_sandbox.mock_server.ratelimit import take
 
 
 def _error_validator() -> OAS30Validator:
@@ -22,11 +23,16 @@ def _error_validator() -> OAS30Validator:
 def test_token_bucket_allows_the_rate_then_says_how_long_to_wait() -> None:
     store = memory_store()
     ns = Namespace(ACCOUNT_B, False)
-    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.0
-    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.0
-    assert sync(store.take_token(ns, 2.0, 0.0)) == 0.5
-    assert sync(store.take_token(ns, 2.0, 0.5)) == 0.0  # half a second later a token is back
-    assert sync(store.take_token(Namespace(ACCOUNT_B, True), 2.0, 0.0)) == 0.0
+
+    def take_at(namespace: Namespace, now: float) -> float:
+        wait: float = sync(store.update_rate_bucket(namespace, lambda b: take(b, 2.0, now)))
+        return wait
+
+    assert take_at(ns, 0.0) == 0.0
+    assert take_at(ns, 0.0) == 0.0
+    assert take_at(ns, 0.0) == 0.5
+    assert take_at(ns, 0.5) == 0.0  # half a second later a token is back
+    assert take_at(Namespace(ACCOUNT_B, True), 0.0) == 0.0
 
 
 def test_rate_limit_answers_429_with_retry_after_per_namespace() -> None:

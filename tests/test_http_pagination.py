@@ -9,21 +9,18 @@ from typing import Any
 import pytest
 
 from tests.sandbox_client import Sandbox, new_id, sandbox_on
-from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.clock import SandboxClock
 
 
-class SteppingClock:
-    """A clock that moves one second per reading, so creation times differ (and some tie)."""
+class SteppingTime:
+    """Real time that moves one second per reading, so creation times differ (and some tie)."""
 
     def __init__(self, tie_every: int = 3) -> None:
         self.t = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
         self.reads = 0
         self.tie_every = tie_every
 
-    def real(self) -> datetime:
-        return self.t
-
-    async def now(self, namespace: Namespace) -> datetime:
+    def __call__(self) -> datetime:
         self.reads += 1
         if self.reads % self.tie_every:
             self.t += timedelta(seconds=1)
@@ -33,7 +30,7 @@ class SteppingClock:
 @pytest.fixture(params=["sqlite", "postgres"])
 def sb(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     with sandbox_on(request.param, request) as sandbox:
-        sandbox.app.state.clock = SteppingClock()
+        sandbox.app.state.clock = SandboxClock(sandbox.store, SteppingTime())
         yield sandbox
 
 

@@ -12,7 +12,8 @@ import requests
 
 from tests.serve_process import served
 from tests.stores import memory_store
-from vpp_sandbox.mock_server.server import Lifespan, banner
+from vpp_sandbox.mock_server.app import create_app
+from vpp_sandbox.mock_server.server import banner
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
 
 
@@ -23,29 +24,37 @@ def test_banner_names_the_urls_and_every_key() -> None:
         assert account.account_id in text and account.api_key in text
 
 
-def test_the_heap_is_frozen_once_start_up_is_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_up_builds_the_stack_then_freezes_the_heap_and_shutdown_closes_its_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     events: list[str] = []
     monkeypatch.setattr(gc, "freeze", lambda: events.append("freeze"))
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()
-            events.append("started")
-            await send({"type": "lifespan.startup.complete"})
-        else:
-            await send({"type": "http.response.start", "status": 204, "headers": []})
+    app = create_app(Settings(db=":memory:"))
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
 
     async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
+        return next(messages)
 
     async def send(message: dict[str, Any]) -> None:
-        events.append(message["type"])
+        built = app.middleware.middleware_stack is not None
+        events.append(f"{message['type']} (stack built: {built})")
 
-    wrapped = Lifespan(app, memory_store())
-    asyncio.run(wrapped({"type": "lifespan"}, receive, send))
-    assert events == ["started", "freeze", "lifespan.startup.complete"]
-    asyncio.run(wrapped({"type": "http"}, receive, send))
-    assert events[-1] == "http.response.start" and events.count("freeze") == 1
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert events == [
+        "freeze",
+        "lifespan.startup.complete (stack built: True)",
+        "lifespan.shutdown.complete (stack built: True)",
+    ]
+    with pytest.raises(Exception, match="closed"):
+        asyncio.run(app.state.store.count())
+
+
+def test_a_store_handed_in_stays_open_after_shutdown() -> None:
+    store = memory_store()
+    app = create_app(Settings(db=":memory:"), store)
+    with app.test_client() as client:
+        assert client.get("/openapi.json").status_code == 200
+    assert asyncio.run(store.count()) == 0
 
 
 @pytest.mark.slow

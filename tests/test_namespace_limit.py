@@ -12,10 +12,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from test_http_errors import assert_error
-
 from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox
 from tests.stores import sync
+from tests.test_http_errors import assert_error
 from vpp_sandbox.cli import build_parser
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.settings import Settings

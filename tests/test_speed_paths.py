@@ -1,4 +1,4 @@
-"""The fast paths give the answers of the slow ones: token cache, compiled validators, patches."""
+"""The fast paths give the answers of the slow ones: token cache, compiled validators."""
 
 from __future__ import annotations
 
@@ -64,26 +64,6 @@ def test_write_only_schemas_are_left_to_jsonschema() -> None:
 
 
 @pytest.mark.parametrize(
-    "media_type",
-    ["application/json", "application/problem+json", "text/plain", "application/x-www-form"],
-)
-def test_media_type_matches_are_connexions(media_type: str) -> None:
-    from connexion.datastructures import MediaTypeDict
-
-    from vpp_sandbox.mock_server import speedups
-
-    assert speedups.install()
-    table = MediaTypeDict({"*/*json": "json", "text/*": "text", "application/json": "exact"})
-    expected = {
-        "application/json": "exact",
-        "application/problem+json": "json",
-        "text/plain": "text",
-    }.get(media_type)
-    assert table.get(media_type) == expected
-    assert (media_type in table) is (expected is not None)
-
-
-@pytest.mark.parametrize(
     "path", ["/ui/", "/openapi.json", "/openapi.yaml", "/_sandbox/ui/", "/_sandbox/openapi.json"]
 )
 def test_swagger_ui_and_specs_still_served(path: str) -> None:
@@ -91,25 +71,3 @@ def test_swagger_ui_and_specs_still_served(path: str) -> None:
 
     client = create_app(Settings(db=":memory:")).test_client()
     assert client.get(path).status_code == 200
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ([], None),
-        ([(b"host", b"x"), (b"Content-Type", b"application/json; charset=utf-8")],
-         "application/json; charset=utf-8"),
-        ([(b"content-type", b"a/b"), (b"content-type", b"c/d")], "a/b"),
-        ({"Content-Type": "text/plain"}, "text/plain"),
-        ({"accept": "text/plain"}, None),
-        ([("CONTENT-TYPE", "x/y")], "x/y"),
-    ],
-)
-def test_content_type_is_found_as_connexion_finds_it(headers: object, expected: str) -> None:
-    from connexion import utils
-
-    from vpp_sandbox.mock_server import speedups
-
-    assert speedups.install()
-    assert utils.extract_content_type(headers) == expected
-    assert utils.extract_content_type is speedups.extract_content_type

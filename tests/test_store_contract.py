@@ -6,6 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -23,6 +24,7 @@ from vpp_sandbox.mock_server.lifecycle import (
     apply_update,
     new_participation,
 )
+from vpp_sandbox.mock_server.ratelimit import take
 from vpp_sandbox.mock_server.store import (
     DuplicateParticipation,
     NamespaceFull,
@@ -52,6 +54,11 @@ async def store(
         yield opened
     finally:
         await opened.close()
+
+
+def below(limit: int) -> Any:
+    """`admit` for a namespace of at most `limit` participations."""
+    return lambda held: held < limit
 
 
 def ns() -> Namespace:
@@ -115,22 +122,22 @@ async def test_one_open_participation_per_device_and_programme(store: Store) -> 
 async def test_a_namespace_holds_at_most_its_limit_whatever_wrote_it(store: Store) -> None:
     space, other = ns(), ns()
     for _ in range(3):
-        await store.insert(make(space), limit=3)
+        await store.insert(make(space), admit=below(3))
     with pytest.raises(NamespaceFull):
-        await store.insert(make(space), limit=3)
+        await store.insert(make(space), admit=below(3))
     finished = make(space)  # a finished participation is stored, so it counts too
     with pytest.raises(NamespaceFull):
-        await store.insert(to(State.FAILED, START)(finished), limit=3)  # type: ignore[operator]
+        await store.insert(to(State.FAILED, START)(finished), admit=below(3))  # type: ignore[operator]
     assert await store.count(space) == 3
-    await store.insert(make(other), limit=3)  # another namespace has its own count
+    await store.insert(make(other), admit=below(3))  # another namespace has its own count
     # Rows loaded in bulk and rows deleted are counted as well.
     assert await store.load_rows([store.row(make(other)) for _ in range(24)], batch=10) == 24
     with pytest.raises(NamespaceFull):
-        await store.insert(make(other), limit=25)
-    await store.insert(make(other), limit=26)
+        await store.insert(make(other), admit=below(25))
+    await store.insert(make(other), admit=below(26))
     assert await store.delete_namespace(space) == 3
     for _ in range(3):
-        await store.insert(make(space), limit=3)
+        await store.insert(make(space), admit=below(3))
 
 
 async def test_concurrent_creates_never_pass_the_limit(store: Store) -> None:
@@ -140,7 +147,7 @@ async def test_concurrent_creates_never_pass_the_limit(store: Store) -> None:
 
     async def create() -> None:
         try:
-            made.append(await store.insert(make(space), limit=5))
+            made.append(await store.insert(make(space), admit=below(5)))
         except NamespaceFull as exc:
             refused.append(exc)
 
@@ -259,8 +266,11 @@ async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: St
     await store.save_clock_state(space, None)
     assert await store.clock_state(space) is None
 
-    assert [await store.take_token(space, 2.0, 100.0) for _ in range(3)] == [0.0, 0.0, 0.5]
-    assert await store.take_token(space, 2.0, 100.5) == 0.0
+    def take_at(now: float) -> Any:
+        return store.update_rate_bucket(space, lambda bucket: take(bucket, 2.0, now))
+
+    assert [await take_at(100.0) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert await take_at(100.5) == 0.0
 
     await store.catalog_put("provider", {"prv_a": '["A", "https://a"]'})
     await store.catalog_put("provider", {"prv_a": '["A2", "https://a"]'})

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from test_http_errors import assert_error
 
 from tests.sandbox_client import ACCOUNT_A, make_sandbox, new_id, step
 from tests.stores import sync
+from tests.test_http_errors import assert_error
 from vpp_sandbox.contract_tests import model
 from vpp_sandbox.mock_server.lifecycle import (
     HAPPY_PATH,

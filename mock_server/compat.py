@@ -1,4 +1,11 @@
-"""uvicorn's HTTP protocols with the connection limits a public server needs.
+"""What uvicorn lacks, in one place: the connection limits a public server needs.
+
+The one module of the package that reaches below a framework's documented surface. It adds to
+uvicorn's HTTP protocol classes through their public methods and attributes (the asyncio
+protocol, httptools' parser callbacks, h11's `Connection`, uvicorn's `send_400_response`), and
+`check()` verifies at start-up that the installed uvicorn still has each of them, failing loudly
+(`CompatError`) rather than serving without its limits. CI runs the check and the hostile-HTTP
+tests on the newest uvicorn within our range (.ci/wheel_check.py).
 
 uvicorn 0.54 runs no timer on a connection until its first response is complete, so a client
 that connects and sends nothing, or sends its head a byte at a time (slowloris), holds the
@@ -34,7 +41,7 @@ from typing import Any, ClassVar
 from vpp_sandbox.mock_server.errors import error_body, status_of
 from vpp_sandbox.mock_server.settings import Settings
 
-__all__ = ["Limits", "implementation", "protocol_class"]
+__all__ = ["CompatError", "Guard", "Limits", "check", "implementation", "protocol_class"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,56 +92,60 @@ def error_response(
     return b"\r\n".join(lines) + b"\r\n\r\n" + payload
 
 
-class _Guard:
-    """The limits, shared by both implementations; the subclass says when a head is open."""
+class Guard:
+    """The limits, shared by both implementations; the subclass says when a head is open.
+
+    Its own names start with `guard_` so they can never shadow one of uvicorn's.
+    """
 
     limits: ClassVar[Limits]
-    # uvicorn's protocol attributes the guard uses (set by the protocol it is mixed into).
+    # uvicorn's protocol attributes the guard uses (set by the protocol it is mixed into);
+    # `check()` verifies they exist on the installed uvicorn.
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     connections: set[Any]
     cycle: Any
     server_state: Any
 
-    _guard_timer: asyncio.TimerHandle | None = None
-    _head_open = False
-    _head_bytes = 0
+    guard_timer: asyncio.TimerHandle | None = None
+    guard_head_open = False
+    guard_head_bytes = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[misc]
         if len(self.connections) > self.limits.max_connections:
-            self._refuse(
+            self.guard_refuse(
                 "server_busy",
                 f"The sandbox has {self.limits.max_connections} connections open, its limit; "
                 "retry after a second, and close connections you no longer use.",
                 extra="retry-after: 1",
             )
             return
-        self._set_timer(self.limits.idle_timeout, self._idle_expired)
+        self.guard_set_timer(self.limits.idle_timeout, self.guard_idle_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self.guard_cancel_timer()
         super().connection_lost(exc)  # type: ignore[misc]
 
     # -- the head's life -------------------------------------------------------------------------
 
-    def _head_began(self) -> None:
-        self._head_open = True
-        self._head_bytes = 0
-        self._set_timer(self.limits.header_timeout, self._head_expired)
+    def guard_head_began(self) -> None:
+        self.guard_head_open = True
+        self.guard_head_bytes = 0
+        self.guard_set_timer(self.limits.header_timeout, self.guard_head_expired)
 
-    def _head_done(self) -> None:
-        self._head_open = False
-        self._head_bytes = 0
-        self._cancel_timer()
+    def guard_head_done(self) -> None:
+        self.guard_head_open = False
+        self.guard_head_bytes = 0
+        self.guard_cancel_timer()
 
-    def _head_pending(self) -> bool:
+    def guard_head_pending(self) -> bool:
         """Whether a request head is still arriving (checked again when its timer fires)."""
-        return self._head_open
+        return self.guard_head_open
 
-    def _check_head_size(self, size: int) -> None:
+    def guard_check_head_size(self, size: int) -> None:
         if size > self.limits.max_header_bytes:
-            self._refuse(
+            self.guard_refuse(
                 "request_header_too_large",
                 f"The request line and headers are over {self.limits.max_header_bytes} bytes; "
                 "send fewer or shorter headers (cookies included).",
@@ -142,29 +153,29 @@ class _Guard:
 
     # -- timers ----------------------------------------------------------------------------------
 
-    def _set_timer(self, seconds: float, callback: Any) -> None:
-        self._cancel_timer()
-        self._guard_timer = self.loop.call_later(seconds, callback)
+    def guard_set_timer(self, seconds: float, callback: Any) -> None:
+        self.guard_cancel_timer()
+        self.guard_timer = self.loop.call_later(seconds, callback)
 
-    def _cancel_timer(self) -> None:
-        if self._guard_timer is not None:
-            self._guard_timer.cancel()
-            self._guard_timer = None
+    def guard_cancel_timer(self) -> None:
+        if self.guard_timer is not None:
+            self.guard_timer.cancel()
+            self.guard_timer = None
 
-    def _idle_expired(self) -> None:
-        self._guard_timer = None
-        if not self._head_pending():
+    def guard_idle_expired(self) -> None:
+        self.guard_timer = None
+        if not self.guard_head_pending():
             # Nothing was asked: there is no request to answer (and an answer could be read
             # as the response to a request still on its way).
             self.transport.close()
             return
-        self._head_expired()
+        self.guard_head_expired()
 
-    def _head_expired(self) -> None:
-        self._guard_timer = None
-        if not self._head_pending():
+    def guard_head_expired(self) -> None:
+        self.guard_timer = None
+        if not self.guard_head_pending():
             return
-        self._refuse(
+        self.guard_refuse(
             "request_timeout",
             f"The request head did not arrive within {self.limits.header_timeout:g} seconds; "
             "send the request line and headers at once.",
@@ -174,18 +185,18 @@ class _Guard:
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, in the error format (431 when too big)."""
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._check_head_size(self._head_bytes)
+        if self.guard_head_bytes > self.limits.max_header_bytes:
+            self.guard_check_head_size(self.guard_head_bytes)
             return
-        self._refuse(
+        self.guard_refuse(
             "request_malformed",
             "The request is not valid HTTP/1.1 (request line, header fields, Content-Length or "
             "Transfer-Encoding); send it with an HTTP client.",
         )
 
-    def _refuse(self, code: str, message: str, extra: str = "") -> None:
+    def guard_refuse(self, code: str, message: str, extra: str = "") -> None:
         """Answer with the error object and close; only close while a response is under way."""
-        self._cancel_timer()
+        self.guard_cancel_timer()
         if self.transport.is_closing():
             return
         cycle = self.cycle
@@ -195,10 +206,24 @@ class _Guard:
         self.transport.close()
 
 
-def _httptools_class(limits: Limits) -> type[asyncio.Protocol]:
+def _httptools_base() -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):  # type: ignore[misc]
+    base: type[asyncio.Protocol] = HttpToolsProtocol
+    return base
+
+
+def _h11_base() -> type[asyncio.Protocol]:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    base: type[asyncio.Protocol] = H11Protocol
+    return base
+
+
+def _httptools_class(limits: Limits) -> type[asyncio.Protocol]:
+    base: Any = _httptools_base()
+
+    class GuardedHttpToolsProtocol(Guard, base):  # type: ignore[misc, valid-type]
         """httptools parses in callbacks: a head opens at message begin, closes when complete.
 
         llhttp keeps an unfinished header itself, so its size is counted from the bytes fed
@@ -206,28 +231,28 @@ def _httptools_class(limits: Limits) -> type[asyncio.Protocol]:
         only from the next chunk on (at most one read of slack).
         """
 
-        _ended_in_feed = False
+        guard_ended_in_feed = False
 
         def data_received(self, data: bytes) -> None:
-            open_before = self._head_open
-            self._ended_in_feed = False
+            open_before = self.guard_head_open
+            self.guard_ended_in_feed = False
             super().data_received(data)
-            if not self._head_open or self.transport.is_closing():
+            if not self.guard_head_open or self.transport.is_closing():
                 return
-            if open_before or not self._ended_in_feed:
-                self._head_bytes += len(data)
-            self._check_head_size(self._head_bytes)
+            if open_before or not self.guard_ended_in_feed:
+                self.guard_head_bytes += len(data)
+            self.guard_check_head_size(self.guard_head_bytes)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._head_began()
+            self.guard_head_began()
 
         def on_headers_complete(self) -> None:
-            self._head_done()
+            self.guard_head_done()
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
-            self._ended_in_feed = True
+            self.guard_ended_in_feed = True
             super().on_message_complete()
 
     GuardedHttpToolsProtocol.limits = limits
@@ -236,41 +261,91 @@ def _httptools_class(limits: Limits) -> type[asyncio.Protocol]:
 
 def _h11_class(limits: Limits) -> type[asyncio.Protocol]:
     import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class GuardedH11Protocol(_Guard, H11Protocol):  # type: ignore[misc]
-        """h11 keeps a head in its receive buffer until it is whole: its size is exact.
+    base: Any = _h11_base()
+
+    class GuardedH11Protocol(Guard, base):  # type: ignore[misc, valid-type]
+        """h11 keeps a head in its buffer until it is whole (`Connection.trailing_data`, its
+        public view of what it holds): its size is exact.
 
         h11 raises at `h11_max_incomplete_event_size` (set to the same limit by `serve`);
         uvicorn then calls `send_400_response`, answered here as a 431.
         """
 
-        def _buffered(self) -> int:
-            buffer = getattr(self.conn, "_receive_buffer", None)
-            if buffer is not None:
-                return len(buffer)
-            return len(self.conn.trailing_data[0])  # pragma: no cover - another h11
+        def guard_buffered(self) -> int:
+            return len(self.conn.trailing_data[0])
 
-        def _head_pending(self) -> bool:
-            return self.conn.their_state is not h11.SEND_BODY and self._buffered() > 0
+        def guard_head_pending(self) -> bool:
+            return self.conn.their_state is not h11.SEND_BODY and self.guard_buffered() > 0
 
         def data_received(self, data: bytes) -> None:
-            if not self._head_open and self.conn.their_state is not h11.SEND_BODY:
-                self._head_began()
+            if not self.guard_head_open and self.conn.their_state is not h11.SEND_BODY:
+                self.guard_head_began()
             # What h11 will hold if this completes no head: `send_400_response` reads it when
             # h11 refuses a buffer over its limit.
-            self._head_bytes = self._buffered() + len(data)
+            self.guard_head_bytes = self.guard_buffered() + len(data)
             super().data_received(data)
             if self.transport.is_closing():
                 return
-            if self._head_pending():
-                self._head_bytes = self._buffered()
-                self._check_head_size(self._head_bytes)
+            if self.guard_head_pending():
+                self.guard_head_bytes = self.guard_buffered()
+                self.guard_check_head_size(self.guard_head_bytes)
             else:
-                self._head_done()
+                self.guard_head_done()
 
     GuardedH11Protocol.limits = limits
     return GuardedH11Protocol
+
+
+class CompatError(RuntimeError):
+    """The installed uvicorn (or h11) lacks what the connection limits are built on."""
+
+
+# What each implementation must have: methods of the class, attributes of an instance.
+_METHODS = {
+    "httptools": ("connection_made", "connection_lost", "data_received", "send_400_response",
+                  "on_message_begin", "on_headers_complete", "on_message_complete"),
+    "h11": ("connection_made", "connection_lost", "data_received", "send_400_response"),
+}
+_ATTRIBUTES = ("loop", "connections", "cycle", "server_state")
+
+
+def check(settings: Settings) -> str:
+    """Verify, before serving, that uvicorn still has what the limits are built on; the
+    implementation's name, or `CompatError` saying what is missing and what to do."""
+    name = implementation(settings)
+    base = _httptools_base() if name == "httptools" else _h11_base()
+    missing = [m for m in _METHODS[name] if not callable(getattr(base, m, None))]
+    if not missing:
+        import uvicorn
+        from uvicorn.server import ServerState
+
+        config = uvicorn.Config(app=_no_app, http=base, lifespan="off")
+        loop = asyncio.new_event_loop()
+        try:
+            protocol = base(config, ServerState(), {}, loop)  # type: ignore[call-arg]
+        finally:
+            loop.close()
+        missing = [a for a in _ATTRIBUTES if not hasattr(protocol, a)]
+        if name == "h11":
+            conn = getattr(protocol, "conn", None)
+            trailing = getattr(conn, "trailing_data", None)
+            if not (isinstance(trailing, tuple) and hasattr(conn, "their_state")):
+                missing.append("conn.trailing_data / conn.their_state (h11)")
+    if missing:
+        from importlib.metadata import version
+
+        raise CompatError(
+            f"uvicorn {version('uvicorn')} ({name}) lacks {', '.join(missing)}, on which "
+            "vpp-sandbox's connection limits (head size and time, idle connections, the "
+            "connection cap) are built (mock_server/compat.py). Install a uvicorn within the "
+            "range vpp-sandbox declares (pip install 'uvicorn>=0.30,<1'), or report it."
+        )
+    return name
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+    pass
 
 
 def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
