@@ -112,6 +112,10 @@ def operations(
                         if header.get("required")
                     )
                 operation_id = op["operationId"]
+                consumed = set(op.get("requestBody", {}).get("content", {}))
+                if consumed - {"application/json"}:
+                    # validation.validator_map checks every body as JSON: fail at start-up.
+                    raise ValueError(f"{operation_id} consumes {sorted(consumed)}: JSON only")
                 table[api.base_path, operation_id] = Operation(
                     operation_id,
                     resolver.function(operation_id),

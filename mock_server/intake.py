@@ -4,7 +4,7 @@ In this order, each raised as an `ApiError` that the one error renderer answers 
 caller's namespace and clock):
 
 - more header fields than `max_headers`, or a head over `max_header_bytes` that arrived in one
-  read (431; heads still arriving are the protocol's, `mock_server/protocol.py`);
+  read (431; heads still arriving are the protocol's, `mock_server/compat.py`);
 - a trailing slash on an API path: answered as the path without it (not a bare 307);
 - both Content-Length and Transfer-Encoding (400), a Content-Length that is not a number (400);
 - a body in a content coding (415: only identity is read) or in a charset other than UTF-8

@@ -104,7 +104,7 @@ class Settings:
     rate_limit: float | None = None
     log_level: str = "warning"
     workers: int = 1
-    # HTTP limits a public server needs (mock_server/protocol.py and mock_server/intake.py).
+    # HTTP limits a public server needs (mock_server/compat.py and mock_server/intake.py).
     http: str = "auto"  # uvicorn's parser: auto (httptools when installed), httptools or h11
     max_body_bytes: int = 64 * 1024  # 413 past it
     max_header_bytes: int = 32 * 1024  # request line and header fields; 431 past it
