@@ -272,14 +272,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
             return 2
         return serve(settings)
-    if args.command == "test":
-        from vpp_sandbox.contract_tests.runner import run
-
+    if args.command in ("test", "proxy"):
+        try:
+            if args.command == "test":
+                from vpp_sandbox.contract_tests.runner import run
+            else:
+                from vpp_sandbox.contract_tests.proxy import run
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("schemathesis", "hypothesis"):
+                raise
+            print(
+                f"vpp-sandbox {args.command} needs the contract suite's libraries "
+                f"({exc.name} is not installed): pip install 'vpp-sandbox[contract]'",
+                file=sys.stderr,
+            )
+            return 2
         return run(args)
-    if args.command == "proxy":
-        from vpp_sandbox.contract_tests.proxy import run as run_proxy
-
-        return run_proxy(args)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
