@@ -20,10 +20,10 @@ from tests.spec_tools import resolve_refs
 from vpp_sandbox.fixtures.cli import run
 from vpp_sandbox.fixtures.scenarios import SCENARIOS, next_step
 from vpp_sandbox.fixtures.worlds import (
+    COMMITTED,
     WORLDS_DIR,
     World,
     build,
-    COMMITTED,
     load_committed,
     participation_from_document,
 )

@@ -103,7 +103,10 @@ class SandboxAccount:
     def client(self) -> SandboxSession:
         """The logged-in HTTP client of the account's mode (made on first use)."""
         if self._client is None:
-            self._client = self.session(self.live_mode, raise_on_error=self.raise_on_error)
+            # The mode's kept token: the plugin's own reads add no login to the journal.
+            token = self.token(self.live_mode)
+            self._client = SandboxSession(self.base_url, token, raise_on_error=self.raise_on_error)
+            self._sessions.append(self._client)
         return self._client
 
     def login(self, live: bool = False) -> str:

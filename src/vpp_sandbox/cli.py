@@ -71,6 +71,8 @@ _LIMIT_FLAGS = {
         "answer 503 server_busy and close connections beyond this many (default 1000)",
     ),
 }
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -117,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "into an empty store; its accounts can log in too (env VPP_WORLD)",
     )
     serve.add_argument("--seed", type=int, help="seed of the world (env VPP_SEED)")
-    serve.add_argument(
-        "--size", type=int, help="participations of the load world (env VPP_SIZE)"
-    )
+    serve.add_argument("--size", type=int, help="participations of the load world (env VPP_SIZE)")
     serve.add_argument(
         "--rate-limit",
         type=float,
@@ -190,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--seed", type=int)
     test.add_argument("--max-examples", type=int)
-    test.add_argument(
-        "--profile", choices=("quick", "default", "thorough"), default="default"
-    )
+    test.add_argument("--profile", choices=("quick", "default", "thorough"), default="default")
     test.add_argument(
         "--min-coverage",
         type=float,

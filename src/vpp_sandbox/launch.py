@@ -27,6 +27,9 @@ __all__ = ["Launcher", "start", "stop_shared"]
 
 START_TIMEOUT = 60.0
 SHARED_FILE = "vpp-sandbox-shared.json"
+# The shared sandbox's process, kept referenced for this process's life: the controller stops
+# it (`stop_shared`), and a collected Popen of a live child would warn.
+_KEPT: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass
@@ -122,6 +125,7 @@ class Launcher:
             where = root / "vpp-sandbox-shared"
             where.mkdir(parents=True, exist_ok=True)
             made = start(where, ())
+            _KEPT.append(made.process)
             info.write_text(
                 json.dumps(
                     {

@@ -33,13 +33,6 @@ if TYPE_CHECKING:
     from vpp_sandbox.integration import Coverage
     from vpp_sandbox.launch import Launcher
 
-__all__ = [
-    "SCENARIO_KINDS",
-    "SandboxAccount",
-    "SandboxCallError",
-    "SandboxServer",
-    "SandboxSession",
-]
 
 # Public names of the clients, importable from here as before (PEP 562: imported on first use).
 _LAZY = {
