@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per violation")
     proxy.add_argument("--junit-xml", metavar="FILE", help="JUnit report at exit, a case a rule")
+    proxy.add_argument("--har", metavar="FILE.har", help="every exchange as a HAR 1.2 log")
     proxy.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the upstream (30)"
     )
