@@ -411,3 +411,18 @@ def test_the_plugin_knows_the_scenario_devices_of_the_server() -> None:
     from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES
 
     assert {d.scenario: d.device_id for d in SCENARIO_DEVICES.values()} == SCENARIO_KINDS
+
+
+def test_loading_the_plugin_imports_nothing_heavy() -> None:
+    probe = (
+        "import sys\n"
+        "import vpp_sandbox.pytest_plugin\n"
+        "heavy = ('requests', 'httpx', 'urllib3', 'filelock', 'connexion', 'starlette', "
+        "'schemathesis', 'hypothesis', 'faker')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or "
+        "m.startswith('vpp_sandbox.') and m != 'vpp_sandbox.pytest_plugin'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
