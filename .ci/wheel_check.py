@@ -5,7 +5,8 @@ venv in a temporary folder; and there, with nothing of the clone importable, che
 package data matches the repository, runs `vpp-sandbox serve` (free port, temporary database)
 with `vpp-sandbox test --profile quick` against it, and runs the examples/integrator-project
 tests, with the README's quick-start test beside them, with `-n 2` on the installed plugin (which
-starts a sandbox per worker). Prints the time of every step. Exit code 0 only if all of it
+starts a sandbox per worker), first without extras as an integrator installs it, then with the
+contract and worlds extras. Prints the time of every step. Exit code 0 only if all of it
 passes.
 
     .venv/bin/python .ci/wheel_check.py        # make wheel-check (part of make test)
@@ -194,6 +195,19 @@ def check_package_data(python: Path, work: Path) -> None:
     print(f"  {timings[-1][1]:6.1f} s  package data: {len(expected)} files as in the repository")
 
 
+def check_contract_extra_is_named(venv: Path, work: Path) -> None:
+    """Without the contract extra, `vpp-sandbox test` says what to install (exit code 2)."""
+    done = subprocess.run(
+        [str(venv / "bin" / "vpp-sandbox"), "test", "--base-url", "http://127.0.0.1:9",
+         "--account-id", DEFAULT_ACCOUNT, "--api-key", TEST_KEY],
+        cwd=work, env=clean_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 2 or "pip install 'vpp-sandbox[contract]'" not in done.stderr:
+        raise Failed(f"vpp-sandbox test without the contract extra: {done.returncode}\n"
+                     f"{done.stdout}{done.stderr}")  # fmt: skip
+    print("         vpp-sandbox test without the contract extra names it")
+
+
 def main() -> int:
     base_python = Path(getattr(sys, "_base_executable", sys.executable))
     work = Path(tempfile.mkdtemp(prefix="vpp-wheel-check-"))
@@ -216,12 +230,23 @@ def main() -> int:
         # Without a pip of its own (ensurepip costs seconds): this pip installs into it.
         run("fresh venv", [base_python, "-m", "venv", "--without-pip", venv], work)
         pip: list[str | Path] = [sys.executable, "-m", "pip", "--python", python, "install", "-q"]
+        # First as an integrator installs it, without extras: the plugin and the example's
+        # tests need nothing more, and the contract suite says what to install.
         run("install the wheel", [*pip, "-c", CONSTRAINTS, wheels[0]], work)
         run(
             "install the example's test group",
             [*pip, "-c", CONSTRAINTS, "--group", f"{EXAMPLE / 'pyproject.toml'}:test"],
             work,
         )
+        example = work / "integrator-project"
+        shutil.copytree(EXAMPLE, example)
+        # The README's quick-start test runs beside the example's: the README cannot rot.
+        (example / "tests" / "test_readme_quick_start.py").write_text(readme_quick_start())
+        run("example and README tests -n 2 on the installed plugin",
+            [python, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider"], example)
+        check_contract_extra_is_named(venv, work)
+        run("install the contract and worlds extras",
+            [*pip, "-c", CONSTRAINTS, f"{wheels[0]}[contract,worlds]"], work)  # fmt: skip
         check_package_data(python, work)
         run("vpp-sandbox fixtures", [venv / "bin" / "vpp-sandbox", "fixtures", "--world",
                                      "edge-cases", "--out", work / "edge.json"], work)  # fmt: skip
@@ -237,12 +262,6 @@ def main() -> int:
                  "--profile", "quick", "--seed", "20261129"],
                 work,
             )  # fmt: skip
-        example = work / "integrator-project"
-        shutil.copytree(EXAMPLE, example)
-        # The README's quick-start test runs beside the example's: the README cannot rot.
-        (example / "tests" / "test_readme_quick_start.py").write_text(readme_quick_start())
-        run("example and README tests -n 2 on the installed plugin",
-            [python, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider"], example)
     except Failed as failure:
         print(f"wheel-check FAILED: {failure}", file=sys.stderr)
         print(f"(kept for inspection: {work})", file=sys.stderr)

@@ -36,7 +36,7 @@ from vpp_sandbox.contract_tests.findings import Violation
 from vpp_sandbox.contract_tests.junit import write_proxy_junit
 from vpp_sandbox.contract_tests.ledger import Identity, participations_in
 from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger
-from vpp_sandbox.contract_tests.proxy_report import LogEntry, Tally, dumps
+from vpp_sandbox.contract_tests.proxy_report import LogEntry, Tally, dumps, redact_headers
 from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = ["ContractProxy", "ProxyOptions", "run"]
@@ -65,6 +65,7 @@ class ProxyOptions:
     mode: str = "warn"  # or "fail"
     log: str | None = None  # violation log, one JSON object a line
     junit_xml: str | None = None
+    har: str | None = None  # every exchange, as a HAR 1.2 log written as the proxy goes
     max_body_bytes: int = 1024 * 1024  # requests larger than this are a 413, never forwarded
     max_response_bytes: int = 16 * 1024 * 1024  # larger answers are a 502
     timeout: float = 30.0  # seconds to wait for the upstream (a 504 after it)
@@ -117,6 +118,8 @@ class ContractProxy:
         self._client: httpx.AsyncClient | None = None
         self._log: TextIO | None = None
         self._summary: str | None = None
+        self._har: TextIO | None = None
+        self._har_entries = 0
         # One lock per namespace in flight; a lock nobody holds or waits for is collected.
         self._locks: weakref.WeakValueDictionary[Identity, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -142,6 +145,50 @@ class ContractProxy:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._har is not None:
+            self._har.write("\n]}}\n")
+            self._har.close()
+            self._har = None
+
+    def _har_record(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes,
+        status: int, answer_headers: RawHeaders, raw: bytes, started: str, ms: float,
+    ) -> None:  # fmt: skip
+        """One exchange into the HAR file (streamed: memory stays flat however long it runs),
+        its secrets replaced by shell variables as in the violation log."""
+        if self.options.har is None:
+            return
+        if self._har is None:
+            self._har = open(self.options.har, "w", encoding="utf-8")  # noqa: SIM115
+            creator = json.dumps({"name": "vpp-sandbox proxy", "version": "1"})
+            self._har.write(f'{{"log": {{"version": "1.2", "creator": {creator}, "entries": [\n')
+        answer = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer_headers]
+        entry = {
+            "startedDateTime": started,
+            "time": round(ms, 3),
+            "request": {
+                "method": method, "url": url, "httpVersion": "HTTP/1.1", "cookies": [],
+                "headers": _har_headers(headers),
+                "queryString": [{"name": k, "value": v} for k, v in
+                                parse_qsl(urlsplit(url).query, keep_blank_values=True)],
+                "headersSize": -1, "bodySize": len(body),
+                **({"postData": {"mimeType": "application/json",
+                                 "text": body.decode("utf-8", "replace")}} if body else {}),
+            },
+            "response": {
+                "status": status, "statusText": "", "httpVersion": "HTTP/1.1", "cookies": [],
+                "headers": _har_headers(answer), "redirectURL": "",
+                "content": {"size": len(raw), "mimeType": dict(
+                    (k.lower(), v) for k, v in answer).get("content-type", ""),
+                    "text": _har_text(raw)},
+                "headersSize": -1, "bodySize": len(raw),
+            },
+            "cache": {},
+            "timings": {"send": 0, "wait": round(ms, 3), "receive": 0},
+        }  # fmt: skip
+        self._har.write((",\n" if self._har_entries else "") + json.dumps(entry))
+        self._har.flush()
+        self._har_entries += 1
 
     def finish(self) -> str:
         """Write the JUnit report (if asked) and return the summary (once; then the same)."""
@@ -265,6 +312,7 @@ class ContractProxy:
         # No body and no length sent: send none either (httpx would add Content-Length: 0).
         sent_length = any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers)
         content = body if body or sent_length else None
+        started, began = _now(), time.monotonic()
         try:
             request = httpx.Request(scope["method"], url, headers=forwarded, content=content)
             # httpx times each connect and read; the deadline bounds the whole exchange (a
@@ -299,6 +347,8 @@ class ContractProxy:
                 live,
             ))
             return
+        self._har_record(scope["method"], url, headers, body, status, answer_headers, raw,
+                         started, (time.monotonic() - began) * 1000)  # fmt: skip
         try:
             violations = self._check(scope, headers, body, status, answer_headers, raw, url)
         except Exception as exc:  # a bug in a check must not cost the client its answer
@@ -407,6 +457,18 @@ class _TooLarge(Exception):
     """The upstream's answer is over max_response_bytes."""
 
 
+def _har_text(raw: bytes) -> str:
+    """An answer's body for the HAR file: a login's token replaced, as in the violation log."""
+    data = _json(raw)
+    if isinstance(data, dict) and isinstance(data.get("bearer_token"), str):
+        return json.dumps({**data, "bearer_token": "$VPP_TOKEN"})
+    return raw.decode("utf-8", "replace")
+
+
+def _har_headers(headers: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in redact_headers(dict(headers)).items()]
+
+
 def _json(raw: bytes) -> Any:
     """Parsed JSON, or None (as the suite's Exchange holds an answer that is not JSON)."""
     try:
@@ -448,6 +510,7 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode,
             log=args.log,
             junit_xml=args.junit_xml,
+            har=getattr(args, "har", None),
             max_body_bytes=args.max_body_bytes,
             timeout=args.timeout,
             max_participations=args.max_participations,

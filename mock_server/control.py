@@ -1,5 +1,5 @@
 """The sandbox control API (`openapi/sandbox-control.yaml`): clock, autopilot, reset, worlds,
-accounts on demand and the request journal.
+accounts on demand, fault rules and the request journal.
 
 Thin adapters like `handlers.py`; every call touches only the token's namespace.
 """
@@ -7,22 +7,28 @@ Thin adapters like `handlers.py`; every call touches only the token's namespace.
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import timedelta
+from importlib import metadata
 from typing import Any
 
 from vpp_sandbox.mock_server.accounts import Caller
 from vpp_sandbox.mock_server.clock import ClockBackwards, Namespace, SandboxClock
 from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.faults import RULE_OPERATIONS, RULE_STATUSES
 from vpp_sandbox.mock_server.handlers import AppState, Result, namespace_of
+from vpp_sandbox.mock_server.har import har_log
 from vpp_sandbox.mock_server.journal import Journal
 from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
 from vpp_sandbox.mock_server.request import Facts
+from vpp_sandbox.mock_server.store import FaultRule
 from vpp_sandbox.mock_server.worlds import load_into
 
 __all__ = ["Control", "parse_duration"]
 
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 _LOAD_SIZE = 1000  # the `load` world through the API, unless `size` says otherwise
+MAX_FAULT_RULES = 20  # per namespace: a shared sandbox keeps few rows for anyone
 
 
 def parse_duration(value: str | int) -> timedelta:
@@ -105,6 +111,7 @@ class Control:
         ns = namespace_of(facts)
         deleted = await self.state.store.delete_namespace(ns)
         await self.clock.reset(ns)
+        await self.state.store.delete_faults(ns)
         clock = await self._clock_json(ns)
         return {"object": "sandbox_reset", "deleted": deleted, "clock": clock}, 200
 
@@ -164,8 +171,34 @@ class Control:
         }
         return answer, 200
 
-    async def list_sandbox_requests(self, facts: Facts, limit: int = 30) -> Result:
+    async def create_sandbox_fault(self, facts: Facts, body: dict[str, Any]) -> Result:
+        ns = namespace_of(facts)
+        rule = _fault_rule(body, format_time(self.state.clock.real()))
+        if not await self.state.store.add_fault(ns, rule, admit=lambda n: n < MAX_FAULT_RULES):
+            raise ApiError(
+                "invalid_request_body",
+                f"This account and mode already has {MAX_FAULT_RULES} fault rules waiting to "
+                "fire, the most it may keep. Delete them (DELETE /_sandbox/faults) or let them "
+                "fire first.",
+            )
+        return _fault_json(rule), 201
+
+    async def list_sandbox_faults(self, facts: Facts) -> Result:
+        rules = await self.state.store.faults(namespace_of(facts))
+        return {"object": "list", "data": [_fault_json(r) for r in rules], "has_more": False}, 200
+
+    async def delete_sandbox_faults(self, facts: Facts) -> Result:
+        deleted = await self.state.store.delete_faults(namespace_of(facts))
+        return {"object": "sandbox_faults_deleted", "deleted": deleted}, 200
+
+    async def list_sandbox_requests(
+        self, facts: Facts, limit: int = 30, format_: str = "json"
+    ) -> Result:
         entries, more = self.journal.recent(namespace_of(facts), limit)
+        if format_ == "har":
+            settings = self.state.settings  # where the server listens: HAR viewers want URLs
+            base = f"http://{settings.host}:{settings.port}"
+            return har_log(reversed(entries), base, _version()), 200
         answer = {
             "object": "list",
             "data": [e.to_json() for e in entries],
@@ -182,3 +215,59 @@ def _caller(facts: Facts) -> Caller:
         return Caller(admin=True)
     namespace = facts.caller.namespace
     return Caller() if namespace is None else Caller(account_id=namespace.account_id)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vpp-sandbox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare source tree
+        return "0"
+
+
+def _fault_rule(body: dict[str, Any], now: str) -> FaultRule:
+    """A rule from its JSON (the schema checked types and ranges), or what to fix."""
+    operation = str(body["operation"])
+    if operation != "*" and operation not in RULE_OPERATIONS:
+        raise ApiError(
+            "invalid_request_body",
+            f"operation {operation!r} is not a VPP operation a fault rule can name: use one of "
+            f"{', '.join(sorted(RULE_OPERATIONS))}, or * for any of them.",
+        )
+    status, latency, drop = body.get("status"), body.get("latency_ms"), body.get("drop", False)
+    if [status is not None, latency is not None, drop is True].count(True) != 1:
+        raise ApiError(
+            "invalid_request_body",
+            "A fault rule does one thing: give exactly one of status (429, 500 or 503), "
+            "latency_ms, or drop: true.",
+        )
+    retry_after = body.get("retry_after")
+    if retry_after is not None and status not in (429, 503):
+        raise ApiError(
+            "invalid_request_body",
+            "retry_after goes with status 429 or 503 (the answers that carry Retry-After).",
+        )
+    if status is not None and status not in RULE_STATUSES:
+        raise ApiError(
+            "invalid_request_body",
+            f"status {status} cannot be forced: use 429, 500 or 503.",
+        )
+    times = int(body.get("times", 1))
+    return FaultRule(
+        "flt_" + secrets.token_hex(12), operation, status, retry_after, latency, bool(drop),
+        times, times, now,
+    )  # fmt: skip
+
+
+def _fault_json(rule: FaultRule) -> dict[str, Any]:
+    return {
+        "object": "sandbox_fault",
+        "id": rule.id,
+        "operation": rule.operation,
+        "status": rule.status,
+        "retry_after": rule.retry_after,
+        "latency_ms": rule.latency_ms,
+        "drop": rule.drop,
+        "times": rule.times,
+        "remaining": rule.remaining,
+        "time_created": rule.time_created,
+    }

@@ -75,6 +75,9 @@ CONTEXTS: Mapping[str, str] = {
     "createSandboxAccount": "sandbox.account_create",
     "deleteSandboxAccount": "sandbox.account_delete",
     "listSandboxRequests": "sandbox.requests_list",
+    "createSandboxFault": "sandbox.fault_create",
+    "listSandboxFaults": "sandbox.faults_list",
+    "deleteSandboxFaults": "sandbox.faults_delete",
 }
 
 log = logging.getLogger("vpp_sandbox.mock_server")

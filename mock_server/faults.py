@@ -1,8 +1,9 @@
-"""Spec-aware faults: a per-namespace rate limit and errors forced per request, on purpose.
+"""Spec-aware faults: a per-namespace rate limit, errors forced per request, and fault rules.
 
 Only failures the spec documents are produced (429 `rate_limited` with `Retry-After`, 500
-`internal_error`), through the one error catalogue, and before the handler runs, so a faulted
-request never changes anything.
+`internal_error`, 503 `server_busy`), through the one error catalogue, and before the handler
+runs, so a faulted request never changes anything. A namespace's fault rules (set through
+`POST /_sandbox/faults`, kept in the store) also add latency or cut the answer off.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.ratelimit import Bucket, take
-from vpp_sandbox.mock_server.request import facts_of
+from vpp_sandbox.mock_server.request import facts_of, operation_of
+from vpp_sandbox.mock_server.store import FaultRule
 
-__all__ = ["FAULT_HEADER", "FORCEABLE", "Buckets", "FaultMiddleware"]
+__all__ = ["FAULT_HEADER", "FORCEABLE", "RULE_OPERATIONS", "RULE_STATUSES", "Buckets",
+           "FaultMiddleware"]  # fmt: skip
 
 FAULT_HEADER = b"x-sandbox-fault"
 FORCEABLE = {
@@ -32,11 +36,27 @@ FORCEABLE = {
 T = TypeVar("T")
 
 
+# The VPP operations a fault rule may name ("*": any of them), and the statuses it may answer.
+RULE_OPERATIONS = frozenset(
+    {
+        "createVppParticipation",
+        "listVppParticipations",
+        "retrieveVppParticipation",
+        "updateVppParticipation",
+    }
+)
+RULE_STATUSES = {429: "rate_limited", 500: "internal_error", 503: "server_busy"}
+
+
 class Buckets(Protocol):
     def update_rate_bucket(
         self, namespace: Namespace, step: Callable[[Bucket | None], tuple[Bucket, T]]
     ) -> Awaitable[T]:
         """Apply `step` to the namespace's bucket in one transaction (`Store`)."""
+        ...
+
+    async def take_fault(self, namespace: Namespace, operation: str) -> FaultRule | None:
+        """The namespace's first rule for the operation, used once (`Store.take_fault`)."""
         ...
 
 
@@ -60,7 +80,23 @@ class FaultMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._check(scope)
+            rule = await self._rule(scope)
+            if rule is not None:
+                if rule.drop:
+                    await _cut_off(send)
+                    return
+                if rule.latency_ms:
+                    await anyio.sleep(rule.latency_ms / 1000)
+                elif rule.status is not None:
+                    raise _rule_error(rule)
         await self.app(scope, receive, send)
+
+    async def _rule(self, scope: Scope) -> FaultRule | None:
+        operation = operation_of(scope)
+        if operation not in RULE_OPERATIONS:
+            return None
+        namespace = facts_of(scope).caller.namespace
+        return None if namespace is None else await self.buckets.take_fault(namespace, operation)
 
     async def _check(self, scope: Scope) -> None:
         forced = _header(scope, FAULT_HEADER)
@@ -88,6 +124,36 @@ class FaultMiddleware:
                 f"{'s' if seconds > 1 else ''}.",
                 {"Retry-After": str(seconds)},
             )
+
+
+def _rule_error(rule: FaultRule) -> ApiError:
+    code = RULE_STATUSES[rule.status or 500]
+    left = f" ({rule.remaining} more to come)" if rule.remaining else ""
+    message = (
+        f"{rule.status} forced by the fault rule {rule.id} of this account and mode"
+        f"{left}; nothing was changed. Retry the request"
+    )
+    if rule.status == 500:
+        return ApiError(code, message + ".")
+    seconds = rule.retry_after or 1
+    return ApiError(
+        code,
+        f"{message} after {seconds} second{'s' if seconds > 1 else ''}.",
+        {"Retry-After": str(seconds)},
+    )
+
+
+async def _cut_off(send: Send) -> None:
+    """Start an answer and end the app without finishing it: the server closes the connection
+    (uvicorn does so for an answer left incomplete), so the client sees it dropped mid-answer."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"64")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"object": "error"', "more_body": True})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

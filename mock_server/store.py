@@ -47,6 +47,7 @@ __all__ = [
     "Admit",
     "DuplicateParticipation",
     "Encode",
+    "FaultRule",
     "NamespaceFull",
     "NextDue",
     "ParticipationNotFound",
@@ -206,8 +207,26 @@ TABLES = (
         live_key_sha256 TEXT NOT NULL,
         time_created    TEXT NOT NULL
     )""",
+    # Fault rules a namespace set through the control API (`POST /_sandbox/faults`), consumed
+    # by mock_server/faults.py: rows, so every process sharing the data answers alike.
+    """CREATE TABLE IF NOT EXISTS sandbox_faults (
+        id            TEXT PRIMARY KEY,
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        seq           BIGINT NOT NULL,
+        operation     TEXT NOT NULL,
+        status        INTEGER,
+        retry_after   INTEGER,
+        latency_ms    INTEGER,
+        drop_conn     INTEGER NOT NULL,
+        times         INTEGER NOT NULL,
+        remaining     INTEGER NOT NULL,
+        time_created  TEXT NOT NULL
+    )""",
 )
 INDEXES = (
+    """CREATE INDEX IF NOT EXISTS sandbox_faults_namespace
+        ON sandbox_faults (account_id, live_mode, seq)""",
     """CREATE INDEX IF NOT EXISTS participations_list
         ON participations (account_id, live_mode, time_created DESC, id DESC)""",
     """CREATE INDEX IF NOT EXISTS participations_device
@@ -242,6 +261,41 @@ _REWRITE = (
     "version=version+1 WHERE id=? AND version=?"
 )
 _NS = "account_id=? AND live_mode=?"
+_FAULT_COLUMNS = (
+    "id, operation, status, retry_after, latency_ms, drop_conn, times, remaining, "
+    "time_created"
+)
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """A fault rule: the next `remaining` calls of `operation` ("*": any VPP operation) answer
+    `status`, wait `latency_ms` first, or have their connection dropped."""
+
+    id: str
+    operation: str
+    status: int | None
+    retry_after: int | None
+    latency_ms: int | None
+    drop: bool
+    times: int  # as set
+    remaining: int
+    time_created: str
+
+
+def _fault_of(row: Sequence[Any], used: int = 0) -> FaultRule:
+    """A rule from its row (`_FAULT_COLUMNS`), `used` of its calls taken since it was read."""
+    return FaultRule(
+        str(row[0]), str(row[1]), row[2], row[3], row[4], bool(row[5]), int(row[6]),
+        int(row[7]) - used, str(row[8]),
+    )  # fmt: skip
+
+
+def _fault_row(rule: FaultRule) -> tuple[Any, ...]:
+    return (
+        rule.id, rule.operation, rule.status, rule.retry_after, rule.latency_ms,
+        int(rule.drop), rule.times, rule.remaining, rule.time_created,
+    )  # fmt: skip
 
 
 def _participation(row: Sequence[Any]) -> Participation:
@@ -679,6 +733,62 @@ class Store:
             )
         return answer
 
+    # -- fault rules -----------------------------------------------------------------------------
+
+    async def add_fault(self, namespace: Namespace, rule: FaultRule, *, admit: Admit) -> bool:
+        """Keep a rule after the namespace's others; False when `admit` refuses given how many
+        it has."""
+        async with self._tx(lock=_lock("faults", namespace)) as tx:
+            row = await tx.fetchone(
+                f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM sandbox_faults WHERE {_NS}",
+                _ns(namespace),
+            )
+            assert row is not None
+            if not admit(int(row[0])):
+                return False
+            await tx.execute(
+                f"INSERT INTO sandbox_faults ({_FAULT_COLUMNS}, account_id, live_mode, seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_fault_row(rule), *_ns(namespace), int(row[1]) + 1),
+            )
+        return True
+
+    async def faults(self, namespace: Namespace) -> list[FaultRule]:
+        """The namespace's rules still to fire, in the order they were set."""
+        async with self._read() as tx:
+            rows = await tx.fetchall(
+                f"SELECT {_FAULT_COLUMNS} FROM sandbox_faults WHERE {_NS} ORDER BY seq",
+                _ns(namespace),
+            )
+        return [_fault_of(row) for row in rows]
+
+    async def take_fault(self, namespace: Namespace, operation: str) -> FaultRule | None:
+        """The first rule for `operation` (or "*"), one of its `remaining` calls used up."""
+        where = f"{_NS} AND operation IN (?, '*')"
+        args = (*_ns(namespace), operation)
+        async with self._read() as tx:  # the common case: no rule, one indexed read
+            if await tx.fetchone(f"SELECT 1 FROM sandbox_faults WHERE {where}", args) is None:
+                return None
+        async with self._tx(lock=_lock("faults", namespace)) as tx:
+            row = await tx.fetchone(
+                f"SELECT {_FAULT_COLUMNS} FROM sandbox_faults WHERE {where} ORDER BY seq "
+                "LIMIT 1",
+                args,
+            )
+            if row is None:  # another request took the last one
+                return None
+            if int(row[7]) <= 1:
+                await tx.execute("DELETE FROM sandbox_faults WHERE id=?", (row[0],))
+            else:
+                await tx.execute(
+                    "UPDATE sandbox_faults SET remaining=remaining-1 WHERE id=?", (row[0],)
+                )
+        return _fault_of(row, used=1)
+
+    async def delete_faults(self, namespace: Namespace) -> int:
+        async with self._tx() as tx:
+            return await tx.execute(f"DELETE FROM sandbox_faults WHERE {_NS}", _ns(namespace))
+
     # -- the catalogue of known ids (loaded worlds) ----------------------------------------------
 
     async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None:
@@ -776,6 +886,7 @@ class Store:
                 "DELETE FROM sandbox_clocks WHERE account_id=?", (account_id,)
             )
             await tx.execute("DELETE FROM sandbox_rate_buckets WHERE account_id=?", (account_id,))
+            await tx.execute("DELETE FROM sandbox_faults WHERE account_id=?", (account_id,))
         return AccountDeletion(test, live, clocks)
 
     async def find_account_keys(self, account_id: str) -> AccountRecord | None:

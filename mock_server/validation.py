@@ -9,8 +9,10 @@ they were written (`mock_server.documents`), and only what is around them is che
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
+import keyword
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -247,8 +249,12 @@ _SUPPORTED_TYPES = frozenset({"string", "integer", "number", "boolean"})
 
 
 def pythonic(name: str) -> str:
-    """A parameter's argument name (`participation_id`, `startingAfter` -> `starting_after`)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("-", "_")
+    """A parameter's argument name (`startingAfter` -> `starting_after`), with an underscore
+    after a Python keyword or built-in (`format` -> `format_`), as Connexion names them."""
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("-", "_")
+    if keyword.iskeyword(name) or hasattr(builtins, name):
+        name += "_"
+    return name
 
 
 class _Parameter:

@@ -20,6 +20,7 @@ from tests.spec_tools import resolve_refs
 from vpp_sandbox.fixtures.cli import run
 from vpp_sandbox.fixtures.scenarios import SCENARIOS, next_step
 from vpp_sandbox.fixtures.worlds import (
+    COMMITTED,
     WORLDS_DIR,
     World,
     build,
@@ -80,7 +81,7 @@ def test_another_seed_gives_other_data(name: str, size: int | None) -> None:
     assert build(name, seed=1, size=size).dumps() != build(name, seed=2, size=size).dumps()
 
 
-@pytest.mark.parametrize("name", ["demo", "edge-cases"])
+@pytest.mark.parametrize("name", COMMITTED)
 def test_committed_world_equals_a_fresh_generation(name: str) -> None:
     committed = (WORLDS_DIR / f"{name}.json").read_bytes()
     assert committed == build(name).dumps(), f"regenerate: vpp-sandbox fixtures --world {name}"

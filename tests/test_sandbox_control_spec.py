@@ -96,7 +96,8 @@ def test_the_contract_spec_never_mentions_the_sandbox_controls() -> None:
     assert not [p for p in served["paths"] if "sandbox" in p]
     control = client.get("/_sandbox/openapi.json").json()
     assert set(control["paths"]) == {
-        "/clock", "/reset", "/world", "/accounts", "/accounts/{account_id}", "/requests"
+        "/clock", "/reset", "/world", "/accounts", "/accounts/{account_id}", "/requests",
+        "/faults",
     }
     assert client.get("/_sandbox/ui/").status_code == 200
 

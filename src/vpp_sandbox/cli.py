@@ -71,6 +71,8 @@ _LIMIT_FLAGS = {
         "answer 503 server_busy and close connections beyond this many (default 1000)",
     ),
 }
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -117,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "into an empty store; its accounts can log in too (env VPP_WORLD)",
     )
     serve.add_argument("--seed", type=int, help="seed of the world (env VPP_SEED)")
-    serve.add_argument(
-        "--size", type=int, help="participations of the load world (env VPP_SIZE)"
-    )
+    serve.add_argument("--size", type=int, help="participations of the load world (env VPP_SIZE)")
     serve.add_argument(
         "--rate-limit",
         type=float,
@@ -190,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--seed", type=int)
     test.add_argument("--max-examples", type=int)
-    test.add_argument(
-        "--profile", choices=("quick", "default", "thorough"), default="default"
-    )
+    test.add_argument("--profile", choices=("quick", "default", "thorough"), default="default")
     test.add_argument(
         "--min-coverage",
         type=float,
@@ -219,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per violation")
     proxy.add_argument("--junit-xml", metavar="FILE", help="JUnit report at exit, a case a rule")
+    proxy.add_argument("--har", metavar="FILE.har", help="every exchange as a HAR 1.2 log")
     proxy.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the upstream (30)"
     )
@@ -272,14 +271,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
             return 2
         return serve(settings)
-    if args.command == "test":
-        from vpp_sandbox.contract_tests.runner import run
-
+    if args.command in ("test", "proxy"):
+        try:
+            if args.command == "test":
+                from vpp_sandbox.contract_tests.runner import run
+            else:
+                from vpp_sandbox.contract_tests.proxy import run
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("schemathesis", "hypothesis"):
+                raise
+            print(
+                f"vpp-sandbox {args.command} needs the contract suite's libraries "
+                f"({exc.name} is not installed): pip install 'vpp-sandbox[contract]'",
+                file=sys.stderr,
+            )
+            return 2
         return run(args)
-    if args.command == "proxy":
-        from vpp_sandbox.contract_tests.proxy import run as run_proxy
-
-        return run_proxy(args)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)

@@ -1,308 +1,86 @@
-"""pytest fixtures for an integrator's tests: a sandbox per session and a fresh account per test.
+"""pytest fixtures for an integrator's tests: sandboxes, a fresh account per test, faults, coverage.
 
 Registered through the `pytest11` entry point, so pytest loads it whenever `vpp-sandbox` is
-installed, and only pytest imports it. The fixtures follow pytest-httpserver and
-pytest-postgresql: a session-scoped server and a function-scoped handle on it.
+installed: this module imports nothing but pytest and the standard library, and the clients
+(`vpp_sandbox.account`, requests, httpx) are imported when a fixture is first used.
 
-- `vpp_sandbox`: the sandbox, started once per session (once per pytest-xdist worker) as a
-  `vpp-sandbox serve` process on a free port with a throw-away store in a temporary folder; or a
-  running one given by `--vpp-base-url` / `VPP_SANDBOX_URL` (its admin key, if it has one, by
-  `--vpp-admin-key` / `VPP_SANDBOX_ADMIN_KEY`).
-- `vpp_account`: a new account for one test (`POST /_sandbox/accounts`), deleted with all its
-  data afterwards: its credentials, a logged-in `requests.Session` and helpers for the clock,
-  the autopilot, worlds and scenario devices. Tests never see each other's data, in parallel too.
-- `vpp_live_mode`: the mode of `vpp_account.client` (`--vpp-mode test|live`, default test);
-  override it per test with `@pytest.mark.parametrize("vpp_live_mode", [True])`.
-- `vpp_sandbox_args`: extra `vpp-sandbox serve` arguments for the server the plugin starts
-  (e.g. `["--rate-limit", "5"]`); override it in a `conftest.py`.
+- `vpp_sandbox`: the sandbox of the test: one per session (per pytest-xdist worker, or one for
+  all workers with `--vpp-shared`) started as `vpp-sandbox serve` on a free port with a
+  throw-away store, another for each set of server options a module asks for
+  (`@pytest.mark.vpp_sandbox_args(...)` or a `vpp_sandbox_args` fixture, seen only by the tests
+  under it); or a running one given by `--vpp-base-url` / `VPP_SANDBOX_URL`.
+- `vpp_account`: a new account for one test, deleted with all its data afterwards, with a loud
+  client (`SandboxCallError` on an error answer; `@pytest.mark.vpp_quiet` to assert on errors),
+  `@pytest.mark.vpp_fault(...)` rules and helpers; `vpp_second_account`, `vpp_account_factory`.
+- On a failing test, the report gets the account's recent requests from the sandbox's journal
+  and where the server log is; at the end, the integration coverage of the session's tests.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
 
-from vpp_sandbox.mock_server.scenarios import SCENARIO_DEVICES
-
-__all__ = [
-    "SCENARIO_KINDS",
-    "SandboxAccount",
-    "SandboxCallError",
-    "SandboxServer",
-    "SandboxSession",
-]
-
-# The scenario devices of the README, by scenario: enrol one and the sandbox plays its path.
-SCENARIO_KINDS: dict[str, str] = {d.scenario: d.device_id for d in SCENARIO_DEVICES.values()}
-# Any well-formed ids are accepted; these give the enrolments of `enrol_scenario` stable names.
-DEFAULT_PROVIDER_ID = "prv_8587fa49c7e5297ccc6c57e5"
-DEFAULT_PROGRAMME_ID = "vpr_6a1f8e375db9de605baadd46"
-_TIMEOUT = 30.0
-_START_TIMEOUT = 60.0
+if TYPE_CHECKING:
+    from vpp_sandbox.account import SandboxAccount
+    from vpp_sandbox.client import SandboxServer
+    from vpp_sandbox.integration import Coverage
+    from vpp_sandbox.launch import Launcher
 
 
-class SandboxCallError(Exception):
-    """A helper's call to the sandbox was refused; the message has the sandbox's error."""
-
-    def __init__(
-        self, method: str, path: str, response: requests.Response, hint: str = ""
-    ) -> None:
-        self.status_code = response.status_code
-        self.body = response.text
-        super().__init__(
-            f"{method} {path} answered {response.status_code}: {response.text}{hint}"
-        )
-
-
-class SandboxSession(requests.Session):
-    """A `requests.Session` that sends paths (`/vpp-participations`) to the sandbox's base URL."""
-
-    def __init__(self, base_url: str, token: str | None = None) -> None:
-        super().__init__()
-        self.base_url = base_url
-        if token is not None:
-            self.headers["Authorization"] = f"Bearer {token}"
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        if url.startswith("/"):
-            url = self.base_url + url
-        kwargs.setdefault("timeout", _TIMEOUT)
-        return super().request(method, url, *args, **kwargs)
+# Public names of the clients, importable from here as before (PEP 562: imported on first use).
+_LAZY = {
+    "SCENARIO_KINDS": "vpp_sandbox.account",
+    "SandboxAccount": "vpp_sandbox.account",
+    "SandboxCallError": "vpp_sandbox.client",
+    "SandboxServer": "vpp_sandbox.client",
+    "SandboxSession": "vpp_sandbox.client",
+}
+REPORT_REQUESTS = 15  # the journal's last requests shown in a failing test's report
+COVERAGE_PAGES = 10  # at most 1,000 participations read per namespace for the coverage
 
 
-def _checked(method: str, path: str, response: requests.Response, hint: str = "") -> Any:
-    if not response.ok:
-        raise SandboxCallError(method, path, response, hint)
-    return response.json()
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass
-class SandboxServer:
-    """A running sandbox: where it is, and how to make and delete accounts on it."""
+class _Session:
+    """The plugin's state in one pytest process: its sandboxes, accounts by test, coverage."""
 
-    base_url: str
-    admin_key: str | None = None
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.launcher: Launcher | None = None
+        self.coverage: Coverage | None = None
+        self.shared_dir: str | None = None
 
-    def _admin(self) -> dict[str, str]:
-        return {} if self.admin_key is None else {"Authorization": f"Bearer {self.admin_key}"}
+    def launch(self, folder: Path) -> Launcher:
+        if self.launcher is None:
+            from vpp_sandbox.launch import Launcher
 
-    def create_account(self) -> dict[str, str]:
-        """A new account: `account_id`, `test_key`, `live_key` (`POST /_sandbox/accounts`)."""
-        path = "/_sandbox/accounts"
-        r = requests.post(self.base_url + path, headers=self._admin(), timeout=_TIMEOUT)
-        hint = ""
-        if r.status_code in (401, 403) and self.admin_key is None:
-            hint = (
-                "\nThis sandbox has an admin key: give it with --vpp-admin-key or "
-                "VPP_SANDBOX_ADMIN_KEY."
-            )
-        created: dict[str, str] = _checked("POST", path, r, hint)
-        return created
+            self.launcher = Launcher(folder)
+        return self.launcher
 
-    def delete_account(self, account_id: str, token: str | None = None) -> dict[str, Any]:
-        """Delete an account and its data, with the admin key if known, else its own token."""
-        path = f"/_sandbox/accounts/{account_id}"
-        headers = self._admin() or {"Authorization": f"Bearer {token}"}
-        r = requests.delete(self.base_url + path, headers=headers, timeout=_TIMEOUT)
-        deleted: dict[str, Any] = _checked("DELETE", path, r)
-        return deleted
+    def covered(self) -> Coverage:
+        if self.coverage is None:
+            from vpp_sandbox.integration import Coverage
+
+            self.coverage = Coverage()
+        return self.coverage
 
 
-@dataclass
-class SandboxAccount:
-    """A fresh account for one test: credentials, a logged-in client and sandbox helpers.
-
-    `client` is a `requests.Session` with a bearer token of the account's test mode (live mode
-    with `vpp_live_mode`); give it paths: `vpp_account.client.get("/vpp-participations")`.
-    The clock, autopilot, world and scenario helpers act on that mode's namespace.
-    """
-
-    base_url: str
-    account_id: str
-    test_key: str
-    live_key: str
-    live_mode: bool = False
-    _sessions: list[SandboxSession] = field(default_factory=list, repr=False)
-    _client: SandboxSession | None = field(default=None, repr=False)
-
-    @property
-    def api_key(self) -> str:
-        """The key of the client's mode."""
-        return self.live_key if self.live_mode else self.test_key
-
-    @property
-    def client(self) -> SandboxSession:
-        """The logged-in HTTP client of the account's mode (made on first use)."""
-        if self._client is None:
-            self._client = self.session(self.live_mode)
-        return self._client
-
-    def login(self, live: bool = False) -> str:
-        """A bearer token of the test (or live) mode, from `GET /login` with its key."""
-        key = self.live_key if live else self.test_key
-        r = requests.get(
-            self.base_url + "/login", auth=(self.account_id, key), timeout=_TIMEOUT
-        )
-        token: str = _checked("GET", "/login", r)["bearer_token"]
-        return token
-
-    def session(self, live: bool = False) -> SandboxSession:
-        """Another logged-in client, of either mode; closed when the test ends."""
-        made = SandboxSession(self.base_url, self.login(live))
-        self._sessions.append(made)
-        return made
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        return _checked(method, path, self.client.request(method, path, json=body))
-
-    # -- sandbox time ---------------------------------------------------------------------
-
-    def clock(self) -> dict[str, Any]:
-        """The namespace's clock: `now`, `frozen`, `autopilot` (`GET /_sandbox/clock`)."""
-        clock: dict[str, Any] = self._call("GET", "/_sandbox/clock")
-        return clock
-
-    def advance(self, duration: str | int | timedelta) -> dict[str, Any]:
-        """Move the clock forward (`"P7D"`, `"PT36H"`, seconds or a timedelta); due steps happen."""
-        if isinstance(duration, timedelta):
-            duration = int(duration.total_seconds())
-        return self._update_clock({"advance": duration})
-
-    def freeze(self) -> dict[str, Any]:
-        """Stop the clock at the current second."""
-        return self._update_clock({"freeze": True})
-
-    def unfreeze(self) -> dict[str, Any]:
-        """Let the clock run on from where it stands."""
-        return self._update_clock({"freeze": False})
-
-    def set_autopilot(self, on: bool) -> dict[str, Any]:
-        """Switch the autopilot (participations moving on their own) off or on again."""
-        return self._update_clock({"autopilot": on})
-
-    def _update_clock(self, body: dict[str, Any]) -> dict[str, Any]:
-        clock: dict[str, Any] = self._call("POST", "/_sandbox/clock", body)
-        return clock
-
-    # -- data -----------------------------------------------------------------------------
-
-    def load_world(
-        self, name: str = "demo", seed: int = 0, size: int | None = None
-    ) -> dict[str, Any]:
-        """Replace the namespace's participations with a seeded world's (`POST /_sandbox/world`)."""
-        body: dict[str, Any] = {"world": name, "seed": seed}
-        if size is not None:
-            body["size"] = size
-        loaded: dict[str, Any] = self._call("POST", "/_sandbox/world", body)
-        return loaded
-
-    def enrol_scenario(
-        self,
-        kind: str,
-        *,
-        provider_id: str = DEFAULT_PROVIDER_ID,
-        programme_id: str = DEFAULT_PROGRAMME_ID,
-    ) -> dict[str, Any]:
-        """Enrol the scenario device of `kind` (see `SCENARIO_KINDS`); the new participation."""
-        if kind not in SCENARIO_KINDS:
-            raise ValueError(f"unknown scenario {kind!r}: one of {', '.join(SCENARIO_KINDS)}")
-        body = {
-            "device_id": SCENARIO_KINDS[kind],
-            "provider_id": provider_id,
-            "programme_id": programme_id,
-        }
-        created: dict[str, Any] = self._call("POST", "/vpp-participations", body)
-        return created
-
-    def close(self) -> None:
-        for made in self._sessions:
-            made.close()
-        self._sessions.clear()
-        self._client = None
-
-
-# -- starting a sandbox ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], log: Path) -> str | None:
-    """None once the server answers; else why it did not start (its output)."""
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return log.read_text(errors="replace")[-3000:]
-        try:
-            requests.get(base_url + "/_sandbox/openapi.json", timeout=2).close()
-            return None
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    return f"no answer in {_START_TIMEOUT:.0f} s: " + log.read_text(errors="replace")[-3000:]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@dataclass
-class _Started:
-    server: SandboxServer
-    process: subprocess.Popen[bytes]
-
-
-def _start(folder: Path, extra_args: Sequence[str]) -> _Started:
-    """`vpp-sandbox serve` on a free port with a store in `folder`, once it answers."""
-    # A fresh admin key of its own: nothing else on the machine makes or deletes accounts on
-    # it, and a VPP_ADMIN_KEY of the caller's environment cannot get in the way.
-    admin_key = secrets.token_hex(16)
-    env = {**os.environ, "VPP_ADMIN_KEY": admin_key}
-    failures = []
-    for attempt in range(3):  # a free port may be taken before the server binds it
-        port = _free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        log = folder / f"serve-{attempt}.log"
-        command = [
-            sys.executable, "-m", "vpp_sandbox", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--db", str(folder / "sandbox.db"), *extra_args,
-        ]  # fmt: skip
-        with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        why = _wait_until_up(base_url, process, log)
-        if why is None:
-            return _Started(SandboxServer(base_url, admin_key), process)
-        _stop(process)
-        failures.append(why)
-        if "address already in use" not in why.lower():
-            break
-    raise RuntimeError(
-        f"vpp-sandbox serve did not start ({' '.join(command)}):\n{failures[-1]}"
-    )
-
-
-# -- pytest hooks and fixtures --------------------------------------------------------------
+_SESSION = pytest.StashKey[_Session]()
+_ACCOUNTS = pytest.StashKey[list["SandboxAccount"]]()
+_SERVER = pytest.StashKey["SandboxServer"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -326,31 +104,89 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("VPP_SANDBOX_MODE", "test"),
         help="mode of vpp_account.client: test (sk_test_ key) or live (env VPP_SANDBOX_MODE)",
     )
+    group.addoption(
+        "--vpp-shared",
+        action="store_true",
+        help="one sandbox for all pytest-xdist workers instead of one each",
+    )
+    group.addoption(
+        "--vpp-coverage-json",
+        metavar="FILE",
+        help="write the integration coverage of the session's tests to FILE as JSON",
+    )
+    group.addoption(
+        "--vpp-min-coverage",
+        type=float,
+        metavar="PERCENT",
+        help="fail the session when the integration coverage is below PERCENT",
+    )
 
 
-@pytest.fixture(scope="session")
-def vpp_sandbox_args() -> list[str]:
-    """Extra `vpp-sandbox serve` arguments for the sandbox the plugin starts; override it."""
-    return []
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "vpp_fault(operation, status=None, *, times=1, retry_after=None, latency_ms=None, "
+        "drop=False): a fault rule for the test's account (vpp_account.add_fault)",
+        "vpp_quiet: vpp_account.client answers errors instead of raising SandboxCallError",
+        "vpp_sandbox_args(*args): vpp-sandbox serve options for the sandbox of these tests",
+    ):
+        config.addinivalue_line("markers", line)
+    session = _Session(config)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        session.shared_dir = worker.get("vpp_shared_dir")
+    elif config.getoption("--vpp-shared"):
+        session.shared_dir = tempfile.mkdtemp(prefix="vpp-sandbox-shared-")
+    config.stash[_SESSION] = session
 
 
-@pytest.fixture(scope="session")
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker learns where the shared sandbox's address is kept."""
+    shared = node.config.stash[_SESSION].shared_dir
+    if shared is not None:
+        node.workerinput["vpp_shared_dir"] = shared
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def vpp_sandbox_args(request: pytest.FixtureRequest) -> list[str]:
+    """`vpp-sandbox serve` options for this test's sandbox: `@pytest.mark.vpp_sandbox_args`'s,
+    else none. Override it in a folder's `conftest.py`: only the tests under it see it."""
+    marker = request.node.get_closest_marker("vpp_sandbox_args")
+    return [str(a) for a in marker.args] if marker is not None else []
+
+
+@pytest.fixture
 def vpp_sandbox(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     vpp_sandbox_args: list[str],
-) -> Iterator[SandboxServer]:
-    """The sandbox of this session (of this xdist worker): started here, or the one given."""
-    base_url = request.config.getoption("--vpp-base-url")
+) -> SandboxServer:
+    """The sandbox of this test: started once per set of options (and per xdist worker, unless
+    `--vpp-shared`), or the running one of `--vpp-base-url`."""
+    from vpp_sandbox.client import SandboxServer
+
+    config = request.config
+    session = config.stash[_SESSION]
+    base_url = config.getoption("--vpp-base-url")
     if base_url:
-        admin_key = request.config.getoption("--vpp-admin-key") or None
-        yield SandboxServer(str(base_url).rstrip("/"), admin_key)
-        return
-    started = _start(tmp_path_factory.mktemp("vpp-sandbox"), vpp_sandbox_args)
-    try:
-        yield started.server
-    finally:
-        _stop(started.process)
+        if vpp_sandbox_args:
+            pytest.skip(
+                f"needs a sandbox started with {' '.join(vpp_sandbox_args)}; --vpp-base-url "
+                "gives a running one"
+            )
+        admin_key = config.getoption("--vpp-admin-key") or None
+        server = SandboxServer(str(base_url).rstrip("/"), admin_key)
+    else:
+        launcher = session.launch(tmp_path_factory.mktemp("vpp-sandbox"))
+        if session.shared_dir is not None and not vpp_sandbox_args:
+            server = launcher.shared(Path(session.shared_dir))
+        else:
+            server = launcher.get(vpp_sandbox_args)
+    request.node.stash[_SERVER] = server
+    return server
 
 
 @pytest.fixture
@@ -360,19 +196,177 @@ def vpp_live_mode(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def vpp_account(vpp_sandbox: SandboxServer, vpp_live_mode: bool) -> Iterator[SandboxAccount]:
-    """A new account for this test, deleted with everything in it when the test ends."""
-    created = vpp_sandbox.create_account()
-    account = SandboxAccount(
-        base_url=vpp_sandbox.base_url,
-        account_id=created["account_id"],
-        test_key=created["test_key"],
-        live_key=created["live_key"],
-        live_mode=vpp_live_mode,
-    )
-    try:
-        yield account
-    finally:
-        account.close()
-        token = None if vpp_sandbox.admin_key else account.login()
-        vpp_sandbox.delete_account(account.account_id, token)
+def vpp_account_factory(
+    request: pytest.FixtureRequest, vpp_sandbox: SandboxServer
+) -> Iterator[Callable[..., SandboxAccount]]:
+    """Makes accounts for this test (`vpp_account_factory(live_mode=False)`), each deleted
+    with all its data when the test ends."""
+    from vpp_sandbox.account import SandboxAccount
+
+    made: list[SandboxAccount] = request.node.stash.setdefault(_ACCOUNTS, [])
+    session = request.config.stash[_SESSION]
+    quiet = request.node.get_closest_marker("vpp_quiet") is not None
+
+    def make(live_mode: bool = False) -> SandboxAccount:
+        created = vpp_sandbox.create_account()
+        account = SandboxAccount(
+            base_url=vpp_sandbox.base_url,
+            account_id=created["account_id"],
+            test_key=created["test_key"],
+            live_key=created["live_key"],
+            live_mode=live_mode,
+            raise_on_error=not quiet,
+        )
+        made.append(account)
+        return account
+
+    yield make
+    for account in made:
+        try:
+            _read_coverage(session.covered(), account)
+        finally:
+            account.close()
+            token = None if vpp_sandbox.admin_key else account.login()
+            vpp_sandbox.delete_account(account.account_id, token)
+
+
+@pytest.fixture
+def vpp_account(
+    request: pytest.FixtureRequest,
+    vpp_account_factory: Callable[..., SandboxAccount],
+    vpp_live_mode: bool,
+) -> SandboxAccount:
+    """A new account for this test, deleted with everything in it when the test ends; the
+    test's `@pytest.mark.vpp_fault(...)` rules are in place before it starts."""
+    account = vpp_account_factory(vpp_live_mode)
+    for marker in reversed(list(request.node.iter_markers("vpp_fault"))):
+        account.add_fault(_fault_rule(marker))
+    return account
+
+
+@pytest.fixture
+def vpp_second_account(vpp_account_factory: Callable[..., SandboxAccount]) -> SandboxAccount:
+    """Another fresh account on the same sandbox (isolation tests), deleted afterwards."""
+    return vpp_account_factory()
+
+
+def _fault_rule(marker: pytest.Mark) -> dict[str, Any]:
+    """`vpp_fault("createVppParticipation", 429, times=2)` as the control API's rule."""
+    if len(marker.args) not in (1, 2):
+        raise pytest.UsageError(
+            "vpp_fault takes an operationId (or '*') and an optional status, e.g. "
+            "@pytest.mark.vpp_fault('createVppParticipation', 429, times=2)"
+        )
+    rule: dict[str, Any] = {"operation": marker.args[0], **marker.kwargs}
+    if len(marker.args) == 2:
+        rule["status"] = marker.args[1]
+    return rule
+
+
+# -- what the sandbox saw: a failing test's report, and the coverage ------------------------
+
+
+def _read_coverage(coverage: Coverage, account: SandboxAccount) -> None:
+    """Count what the account's namespaces met, before it is deleted."""
+    for live in account.used_modes:
+        client = account.control(live)
+        journal = client.get("/_sandbox/requests", params={"limit": 100}).json()
+        coverage.add_answers(
+            (
+                (item["path"], int(item["status"]), (item.get("error") or {}).get("code"))
+                for item in journal["data"]
+            ),
+            full=len(journal["data"]) >= journal["capacity"] > 0,
+        )
+        since = account.world_loaded_at.get(live)
+        params: dict[str, Any] = {"limit": 100}
+        for _ in range(COVERAGE_PAGES):
+            page = client.get("/vpp-participations", params=params).json()
+            for body in page["data"]:
+                coverage.add_participation(body, since)
+            if not page["has_more"] or not page["data"]:
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    accounts = item.stash.get(_ACCOUNTS, None)
+    if report.failed and report.when in ("setup", "call") and accounts:
+        server = item.stash.get(_SERVER, None)
+        report.sections.append(("vpp-sandbox: what the sandbox saw", _seen(accounts, server)))
+    return report
+
+
+def _seen(accounts: list[SandboxAccount], server: SandboxServer | None) -> str:
+    """Each account's last requests from the journal, and where the server's log is."""
+    lines = []
+    if server is not None:
+        where = server.log or "kept by the sandbox's own process (--vpp-base-url)"
+        lines.append(f"sandbox {server.base_url}; server log: {where}")
+    for account in accounts:
+        for live in account.used_modes:
+            mode = "live" if live else "test"
+            lines.append(f"account {account.account_id} ({mode} mode), last requests:")
+            try:
+                found = account.requests(live=live)[-REPORT_REQUESTS:]
+            except Exception as exc:  # the sandbox itself may be what failed
+                lines.append(f"  (the journal could not be read: {exc})")
+                continue
+            lines.extend(f"  {r.line()}" for r in found)
+            if not found:
+                lines.append("  (none)")
+    return "\n".join(lines)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = config.stash[_SESSION]
+    if state.launcher is not None:
+        state.launcher.close()
+    worker = getattr(config, "workeroutput", None)
+    if worker is not None:
+        if state.coverage is not None:
+            worker["vpp_coverage"] = state.coverage.to_json()
+        return
+    if state.shared_dir is not None:
+        from vpp_sandbox.launch import stop_shared
+
+        stop_shared(Path(state.shared_dir))
+        shutil.rmtree(state.shared_dir, ignore_errors=True)
+    coverage = state.coverage
+    if coverage is None:
+        return
+    path = config.getoption("--vpp-coverage-json")
+    if path:
+        Path(path).write_text(coverage.dumps() + "\n")
+    threshold = config.getoption("--vpp-min-coverage")
+    if threshold is not None and coverage.to_json()["percent"] < threshold:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker's coverage joins the controller's."""
+    data = getattr(node, "workeroutput", {}).get("vpp_coverage")
+    if data is not None:
+        from vpp_sandbox.integration import Coverage
+
+        node.config.stash[_SESSION].covered().merge(Coverage.from_json(data))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash[_SESSION]
+    if state.coverage is None or getattr(config, "workerinput", None) is not None:
+        return
+    terminalreporter.section("vpp-sandbox integration coverage")
+    for line in state.coverage.render():
+        terminalreporter.write_line(line)
+    threshold = config.getoption("--vpp-min-coverage")
+    if threshold is not None:
+        percent = state.coverage.to_json()["percent"]
+        verdict = "FAILED" if percent < threshold else "passed"
+        terminalreporter.write_line(
+            f"  --vpp-min-coverage {threshold:g}: {verdict} ({percent}% measured)"
+        )

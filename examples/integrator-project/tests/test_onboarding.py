@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 
 import pytest
-import requests
 from flexco_client import ApiError, FlexcoClient, outcome
 
 PROVIDER = "prv_8587fa49c7e5297ccc6c57e5"
@@ -56,43 +55,39 @@ def test_a_second_enrolment_of_a_device_is_refused_with_the_api_code(
     assert refused.value.status == 409 and refused.value.code == "participation_exists"
 
 
-class RateLimitedAtFirst(requests.Session):
-    """Asks the sandbox to answer the first `times` API calls with 429 (X-Sandbox-Fault)."""
-
-    def __init__(self, times: int) -> None:
-        super().__init__()
-        self.times = times
-        self.statuses: list[int] = []
-
-    def request(self, method, url, *args, **kwargs):
-        if self.times > 0 and not url.endswith("/login"):
-            self.times -= 1
-            kwargs["headers"] = {**kwargs.get("headers", {}), "X-Sandbox-Fault": "rate_limited"}
-        response = super().request(method, url, *args, **kwargs)
-        self.statuses.append(response.status_code)
-        return response
-
-
+@pytest.mark.vpp_fault("createVppParticipation", 429, times=2)
 def test_a_rate_limited_call_is_retried_after_retry_after(vpp_account) -> None:
-    session, slept = RateLimitedAtFirst(times=2), []
+    slept: list[float] = []
     client = FlexcoClient(
-        vpp_account.base_url, vpp_account.account_id, vpp_account.api_key,
-        session=session, sleep=slept.append,
+        vpp_account.base_url, vpp_account.account_id, vpp_account.api_key, sleep=slept.append
     )
 
     enrolled = client.enrol(new_device(), PROVIDER, PROGRAMME)
 
-    assert session.statuses == [200, 429, 429, 201]  # login, two refusals, the enrolment
+    creates = vpp_account.requests("POST", "/vpp-participations")
+    assert [r.status for r in creates] == [429, 429, 201]  # two refusals, then the enrolment
     assert slept == [1.0, 1.0]  # the sandbox's Retry-After
     assert client.participation(enrolled.id) == enrolled  # enrolled exactly once
     assert len(client.participations_of(enrolled.device_id)) == 1
 
 
 def test_the_client_gives_up_after_its_retries(vpp_account) -> None:
+    vpp_account.fail_next("createVppParticipation", 429, times=10)
     client = FlexcoClient(
         vpp_account.base_url, vpp_account.account_id, vpp_account.api_key,
-        session=RateLimitedAtFirst(times=10), max_retries=2, sleep=lambda s: None,
+        max_retries=2, sleep=lambda s: None,
     )
     with pytest.raises(ApiError) as refused:
         client.enrol(new_device(), PROVIDER, PROGRAMME)
     assert refused.value.status == 429 and refused.value.code == "rate_limited"
+    assert len(vpp_account.requests("POST", "/vpp-participations")) == 3  # one try, two retries
+
+
+def test_a_server_error_is_reported_not_retried(vpp_account) -> None:
+    vpp_account.fail_next("retrieveVppParticipation", 503)
+    client = FlexcoClient(vpp_account.base_url, vpp_account.account_id, vpp_account.api_key)
+    enrolled = client.enrol(new_device(), PROVIDER, PROGRAMME)
+    with pytest.raises(ApiError) as refused:
+        client.participation(enrolled.id)
+    assert refused.value.status == 503 and refused.value.code == "server_busy"
+    assert client.participation(enrolled.id) == enrolled
