@@ -281,17 +281,6 @@ class Entry:
         out["suspension_reasons"] = [r.value for r in self.suspension_reasons]
         return out
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Entry:
-        return cls(
-            state=State(data["state"]),
-            status=Status(data["status"]),
-            description=data["description"],
-            occurred_at=parse_time(data["occurred_at"]) if data.get("occurred_at") else None,
-            expected_at=parse_time(data["expected_at"]) if data.get("expected_at") else None,
-            suspension_reasons=tuple(Reason(r) for r in data.get("suspension_reasons", ())),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Participation:
@@ -408,6 +397,21 @@ class Participation:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], scenario: str = "happy") -> Participation:
+        """The participation of a stored document (or any canonical one: `encode`'s form,
+        UTC `Z` times): the one document parser, made for speed (a world of 100,000)."""
+        when = datetime.fromisoformat
+        timeline = tuple(
+            Entry(
+                State(e["state"]),
+                Status(e["status"]),
+                e["description"],
+                when(e["occurred_at"]) if e.get("occurred_at") else None,
+                when(e["expected_at"]) if e.get("expected_at") else None,
+                tuple(Reason(r) for r in e.get("suspension_reasons", ())),
+            )
+            for e in data["participation_state"]
+        )
+        provider, programme = data["provider"], data["programme"]
         return cls(
             id=data["id"],
             account_id=data["account_id"],
@@ -415,19 +419,13 @@ class Participation:
             device_id=data["device_id"],
             location_id=data["location_id"],
             reference_id=data.get("reference_id"),
-            provider=Party(
-                data["provider"]["id"],
-                data["provider"]["provider_display_name"],
-                data["provider"]["logo_url"],
-            ),
+            provider=Party(provider["id"], provider["provider_display_name"], provider["logo_url"]),
             programme=Party(
-                data["programme"]["id"],
-                data["programme"]["programme_display_name"],
-                data["programme"]["learn_more_url"],
+                programme["id"], programme["programme_display_name"], programme["learn_more_url"]
             ),
-            timeline=tuple(Entry.from_json(e) for e in data["participation_state"]),
-            time_created=parse_time(data["time_created"]),
-            time_updated=parse_time(data["time_updated"]),
+            timeline=timeline,
+            time_created=when(data["time_created"]),
+            time_updated=when(data["time_updated"]),
             scenario=scenario,
         )
 

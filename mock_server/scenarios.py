@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from vpp_sandbox.mock_server.lifecycle import (
     EXPECTED_DELAY,
+    HAPPY_PATH,
     TERMINAL,
     Participation,
     Reason,
@@ -95,19 +96,10 @@ class Scenario:
 
 
 def _happy_next(state: State) -> State | None:
-    order = (
-        S.ENROLMENT_REQUESTED,
-        S.AWAITING_CUSTOMER_CONSENT,
-        S.AWAITING_DEVICE_TELEMETRY,
-        S.CHECKING_ELIGIBILITY,
-        S.AWAITING_REGISTRATION,
-        S.REGISTERED,
-        S.ACTIVE,
-    )
     if state is S.AWAITING_LOCATION_TELEMETRY:
         return S.CHECKING_ELIGIBILITY
-    if state in order[:-1]:
-        return order[order.index(state) + 1]
+    if state in HAPPY_PATH[:-1]:
+        return HAPPY_PATH[HAPPY_PATH.index(state) + 1]
     return None
 
 
