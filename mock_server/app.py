@@ -105,10 +105,12 @@ def create_app(
     *,
     clock: SandboxClock | None = None,
     catalog: Catalog | None = None,
+    owns_store: bool | None = None,
 ) -> SandboxApp:
-    """The sandbox app on `store` (default: the one `settings.db` names)."""
+    """The sandbox app on `store` (default: the one `settings.db` names). The app closes the
+    store at shutdown when it opened it, or when told it owns it."""
     documents.prepare()
-    owns_store = store is None
+    owns_store = store is None if owns_store is None else owns_store
     store = store if store is not None else open_store(settings.db)
     accounts = Accounts(
         settings.accounts,

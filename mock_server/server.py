@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import sys
 import warnings
 from collections.abc import Iterable
@@ -12,9 +13,9 @@ from typing import Any, TextIO
 from starlette.types import ASGIApp
 
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
-from vpp_sandbox.mock_server.store import StoreUnavailable
+from vpp_sandbox.mock_server.store import Store, StoreUnavailable
 
-__all__ = ["banner", "build", "exposure_warning", "serve", "worker_app"]
+__all__ = ["banner", "build", "exposure_warning", "port_problem", "serve", "worker_app"]
 
 # The secret part of an API key (after sk_test_ / sk_live_) shorter than this is guessable.
 MIN_KEY_SECRET = 16
@@ -49,6 +50,32 @@ def banner(settings: Settings, where: str | None = None) -> str:
     first = settings.accounts[0]
     lines.append(f"  Try:         curl -u {first.account_id}:{first.api_key} {base}/login")
     return "\n".join(lines)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server cannot listen on `host:port` (another process has it), or None.
+
+    Asked before anything is printed or loaded: a banner whose `curl` line reaches another
+    process helps nobody. uvicorn binds the same way (SO_REUSEADDR), so this agrees with it.
+    """
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}: {exc.strerror}; give --host an address of this machine"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return (
+                f"port {port} on {host} is in use ({exc.strerror}): another vpp-sandbox, or "
+                "another server, listens there. Stop it, or choose another port with --port "
+                "or VPP_PORT (0 picks a free one)."
+            )
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -111,11 +138,12 @@ def exposure_warning(settings: Settings, published: Iterable[Account] = ()) -> s
     return "\n".join([rule, *lines, rule])
 
 
-def build(settings: Settings) -> ASGIApp:
-    """The served app (one per worker process), on a store of its own."""
+def build(settings: Settings, store: Store | None = None) -> ASGIApp:
+    """The served app (one per worker process), on a store of its own (or `store`), which it
+    closes at shutdown."""
     from vpp_sandbox.mock_server.app import create_app
 
-    return create_app(settings)  # on a store of its own, closed at shutdown
+    return create_app(settings, store, owns_store=True)
 
 
 def worker_app() -> ASGIApp:
@@ -124,19 +152,23 @@ def worker_app() -> ASGIApp:
     return build(Settings.for_worker())
 
 
-async def _prepare(settings: Settings) -> tuple[Settings, str, str]:
-    """Load `--world` once, before any worker starts: (settings with its accounts, note, where)."""
+async def _prepare(settings: Settings) -> tuple[Settings, str, str, Store | None]:
+    """Load `--world` once, before any worker starts: (settings with its accounts, note, where,
+    and the store itself when it is `:memory:`: it exists in this process only, so the server
+    must serve that very store, or what was loaded is gone)."""
     from vpp_sandbox.mock_server.catalog import Catalog
     from vpp_sandbox.mock_server.clock import SandboxClock
     from vpp_sandbox.mock_server.stores import open_store
     from vpp_sandbox.mock_server.worlds import prepare
 
     store = open_store(settings.db)
+    keep = settings.db == ":memory:"
     try:
         settings, note = await prepare(settings, store, SandboxClock(store), Catalog(store))
-        return settings, note, store.describe()
+        return settings, note, store.describe(), store if keep else None
     finally:
-        await store.close()
+        if not keep:
+            await store.close()
 
 
 def serve(settings: Settings, out: TextIO | None = None) -> int:
@@ -160,9 +192,13 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     except CompatError as exc:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         return 2
+    busy = port_problem(settings.host, settings.port)
+    if busy is not None:
+        print(f"vpp-sandbox serve: {busy}", file=sys.stderr)
+        return 2
     given = set(settings.accounts)
     try:
-        settings, note, where = asyncio.run(_prepare(settings))
+        settings, note, where, kept = asyncio.run(_prepare(settings))
     except (ValueError, StoreUnavailable) as exc:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         return 2
@@ -211,5 +247,5 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
             f"{__name__}:worker_app", factory=True, workers=settings.workers, **common
         )
     else:
-        uvicorn.run(build(settings), workers=1, **common)
+        uvicorn.run(build(settings, kept), workers=1, **common)
     return 0

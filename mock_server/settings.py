@@ -8,15 +8,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from vpp_sandbox import options
+from vpp_sandbox.options import (
+    Option,
+    choice,
+    positive_float,
+    positive_int,
+    setting,
+    whole,
+)
+
 __all__ = [
     "DEFAULT_ACCOUNT",
     "HTTP_IMPLEMENTATIONS",
-    "LIMITS",
     "Account",
     "Settings",
     "parse_account",
-    "parse_http",
-    "parse_limit",
 ]
 
 
@@ -52,132 +59,184 @@ def parse_account(text: str) -> Account:
 
 HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
 
-# The numeric HTTP limits: each a flag (--max-header-bytes) and a variable (VPP_MAX_HEADER_BYTES).
-LIMITS: dict[str, type] = {
-    "max_body_bytes": int,
-    "max_header_bytes": int,
-    "max_headers": int,
-    "header_timeout": float,
-    "body_timeout": float,
-    "idle_timeout": float,
-    "keep_alive_timeout": float,
-    "max_connections": int,
-}
+
+def port_number(text: str) -> int:
+    number = whole(text)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{text!r} is not a port (0 to 65535; 0 picks a free one)")
+    return number
 
 
-def _positive(name: str, text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a {kind.__name__}") from None
-    if not value > 0:
-        raise ValueError(f"{name}={text!r} must be greater than 0")
-    return value
-
-
-def parse_limit(name: str, text: str) -> int | float:
-    """A numeric HTTP limit (`max_header_bytes`, `body_timeout`, …) from text, or ValueError."""
-    value: int | float = _positive(name, text, LIMITS[name])
-    return value
-
-
-def parse_http(text: str) -> str:
-    value = text.strip().lower()
-    if value not in HTTP_IMPLEMENTATIONS:
-        raise ValueError(f"{text!r} is not one of {', '.join(HTTP_IMPLEMENTATIONS)}")
-    return value
+def journal_size(text: str) -> int:
+    number = whole(text)
+    if number < 0:
+        raise ValueError(f"{text!r} must be 0 (keep nothing) or more")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    db: str = "vpp-sandbox.db"
-    accounts: tuple[Account, ...] = DEFAULT_ACCOUNT
-    world: str | None = None
-    seed: int = 0
-    size: int | None = None
-    autopilot: bool = True
+    """Every setting of `vpp-sandbox serve`, each declared once with its flag and `VPP_`
+    variable (`vpp_sandbox.options`): the flags, the variables and the README's table come
+    from here."""
+
+    host: str = setting(
+        "127.0.0.1",
+        option=Option("--host", "VPP_HOST", "interface to listen on; beyond loopback, weak or "
+                      "published credentials print a warning"),
+    )
+    port: int = setting(
+        8080, option=Option("--port", "VPP_PORT", "port to listen on", port_number)
+    )
+    db: str = setting(
+        "vpp-sandbox.db",
+        option=Option("--db", "VPP_DB", "a SQLite file, `:memory:`, or a `postgresql://` URL "
+                      "shared by several servers"),
+    )
+    workers: int = setting(
+        1,
+        option=Option("--workers", "VPP_WORKERS", "server processes sharing the store (a file "
+                      "or a PostgreSQL URL, not `:memory:`)", positive_int, "N"),
+    )
+    accounts: tuple[Account, ...] = setting(
+        DEFAULT_ACCOUNT,
+        option=Option("--account", "VPP_ACCOUNTS", "an account and key that can log in "
+                      "(repeatable; sk_test_ or sk_live_ keys)", parse_account, "ID:KEY",
+                      repeat=True, default_text="the default account"),
+    )
+    world: str | None = setting(
+        None,
+        option=Option("--world", "VPP_WORLD", "a world (demo, edge-cases, load, or a JSON file "
+                      "from `vpp-sandbox fixtures`) loaded into an empty store; its accounts can "
+                      "log in too", metavar="NAME|FILE.json"),
+    )
+    seed: int = setting(0, option=Option("--seed", "VPP_SEED", "seed of the world", whole))
+    size: int | None = setting(
+        None,
+        option=Option("--size", "VPP_SIZE", "participations of the load world", positive_int,
+                      default_text="per world"),
+    )
+    autopilot: bool = setting(
+        True,
+        option=Option("--no-autopilot", "VPP_AUTOPILOT", "participations move only through "
+                      "the API (VPP_AUTOPILOT=0)", switch=False, default_text="on"),
+    )
+    rate_limit: float | None = setting(
+        None,
+        option=Option("--rate-limit", "VPP_RATE_LIMIT", "answer `429 rate_limited` (with "
+                      "Retry-After) past this many requests a second per account and mode",
+                      positive_float, "PER_SECOND", default_text="no limit"),
+    )
     # None: the data file's own random secret (Store.signing_secret); VPP_JWT_SECRET overrides.
-    jwt_secret: str | None = None
+    jwt_secret: str | None = setting(
+        None,
+        option=Option(None, "VPP_JWT_SECRET", "HS256 signing secret of bearer tokens (32+ "
+                      "bytes)", default_text="the data file's own random secret", secret=True),
+    )
     token_ttl: int = 3600
-    rate_limit: float | None = None
-    log_level: str = "warning"
-    workers: int = 1
+    log_level: str = setting(
+        "warning",
+        option=Option("--log-level", "VPP_LOG_LEVEL", "uvicorn's log level",
+                      choice("critical", "error", "warning", "info", "debug", "trace")),
+    )
     # HTTP limits a public server needs (mock_server/compat.py and mock_server/intake.py).
-    http: str = "auto"  # uvicorn's parser: auto (httptools when installed), httptools or h11
-    max_body_bytes: int = 64 * 1024  # 413 past it
-    max_header_bytes: int = 32 * 1024  # request line and header fields; 431 past it
-    max_headers: int = 100  # header fields; 431 past it
-    header_timeout: float = 10.0  # first byte of a request to the end of its head; 408
-    body_timeout: float = 10.0  # end of the head to the end of the body; 408
-    idle_timeout: float = 10.0  # a new connection that sends no request is closed
-    keep_alive_timeout: float = 5.0  # an idle connection between requests is closed
-    max_connections: int = 1000  # open connections; more are answered 503 and closed
+    http: str = setting(
+        "auto",
+        option=Option("--http", "VPP_HTTP", "HTTP parser: `httptools` when installed, else "
+                      "`h11`", choice(*HTTP_IMPLEMENTATIONS)),
+    )
+    max_body_bytes: int = setting(
+        64 * 1024,
+        option=Option("--max-body-bytes", "VPP_MAX_BODY_BYTES", "`413 request_too_large` past "
+                      "this body size", positive_int, "BYTES"),
+    )
+    max_header_bytes: int = setting(
+        32 * 1024,
+        option=Option("--max-header-bytes", "VPP_MAX_HEADER_BYTES", "`431 "
+                      "request_header_too_large` past this size of request line and headers",
+                      positive_int, "BYTES"),
+    )
+    max_headers: int = setting(
+        100,
+        option=Option("--max-headers", "VPP_MAX_HEADERS", "`431 request_header_too_large` past "
+                      "this many header fields", positive_int, "N"),
+    )
+    header_timeout: float = setting(
+        10.0,
+        option=Option("--header-timeout", "VPP_HEADER_TIMEOUT", "`408 request_timeout` when a "
+                      "request's head takes longer to arrive", positive_float, "SECONDS"),
+    )
+    body_timeout: float = setting(
+        10.0,
+        option=Option("--body-timeout", "VPP_BODY_TIMEOUT", "`408 request_timeout` when a body "
+                      "takes longer to arrive after its head", positive_float, "SECONDS"),
+    )
+    idle_timeout: float = setting(
+        10.0,
+        option=Option("--idle-timeout", "VPP_IDLE_TIMEOUT", "close a new connection that sends "
+                      "nothing this long", positive_float, "SECONDS"),
+    )
+    keep_alive_timeout: float = setting(
+        5.0,
+        option=Option("--keep-alive-timeout", "VPP_KEEP_ALIVE_TIMEOUT", "close a connection "
+                      "idle this long between requests", positive_float, "SECONDS"),
+    )
+    max_connections: int = setting(
+        1000,
+        option=Option("--max-connections", "VPP_MAX_CONNECTIONS", "answer `503 server_busy` "
+                      "(with Retry-After) and close connections beyond this many", positive_int,
+                      "N"),
+    )
     # Accounts on demand (POST /_sandbox/accounts): without an admin key anyone may create one
     # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
-    admin_key: str | None = None
-    max_accounts: int = 1000
+    admin_key: str | None = setting(
+        None,
+        option=Option("--admin-key", "VPP_ADMIN_KEY", "a shared sandbox: creating and deleting "
+                      "accounts on demand needs `Authorization: Bearer KEY` (the variable keeps "
+                      "the key out of the process list)", metavar="KEY",
+                      default_text="anyone may create", secret=True),
+    )
+    max_accounts: int = setting(
+        1000,
+        option=Option("--max-accounts", "VPP_MAX_ACCOUNTS", "accounts made on demand the "
+                      "sandbox keeps at most", positive_int, "N"),
+    )
     # Participations one namespace (an account's test or live mode) may hold: creates past it
     # are a 409 namespace_full, so one tenant cannot fill the disk (a world load replaces).
-    max_participations: int = 100_000
+    max_participations: int = setting(
+        100_000,
+        option=Option("--max-participations", "VPP_MAX_PARTICIPATIONS", "participations in "
+                      "one account's test or live mode; a create past it is `409 "
+                      "namespace_full`", positive_int, "N"),
+    )
     # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
     # many namespaces (least recently heard from dropped first), one access-log line a request.
-    journal_size: int = 100
-    journal_namespaces: int = 256
-    access_log: bool = False
+    journal_size: int = setting(
+        100,
+        option=Option("--journal-size", "VPP_JOURNAL_SIZE", "requests the journal keeps per "
+                      "account and mode (0: none)", journal_size, "N"),
+    )
+    journal_namespaces: int = setting(
+        256,
+        option=Option("--journal-namespaces", "VPP_JOURNAL_NAMESPACES", "accounts and modes "
+                      "the journal keeps (the one heard from least recently goes first)",
+                      positive_int, "N"),
+    )
+    access_log: bool = setting(
+        False,
+        option=Option("--access-log", "VPP_ACCESS_LOG", "print one line per request: time, "
+                      "namespace, request, status, latency, request id and the error answered",
+                      switch=True, default_text="off"),
+    )
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then `VPP_*` variables, then explicit overrides (CLI flags that were given)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        if "VPP_HOST" in env:
-            values["host"] = env["VPP_HOST"]
-        if "VPP_PORT" in env:
-            values["port"] = int(env["VPP_PORT"])
-        if "VPP_DB" in env:
-            values["db"] = env["VPP_DB"]
-        if env.get("VPP_ACCOUNTS"):
-            values["accounts"] = tuple(
-                parse_account(a.strip()) for a in env["VPP_ACCOUNTS"].split(",") if a.strip()
-            )
-        if env.get("VPP_WORLD"):
-            values["world"] = env["VPP_WORLD"]
-        if "VPP_SEED" in env:
-            values["seed"] = int(env["VPP_SEED"])
-        if env.get("VPP_SIZE"):
-            values["size"] = int(env["VPP_SIZE"])
-        if "VPP_AUTOPILOT" in env:
-            off = ("0", "false", "no", "off")
-            values["autopilot"] = env["VPP_AUTOPILOT"].strip().lower() not in off
-        if env.get("VPP_JWT_SECRET"):
-            values["jwt_secret"] = env["VPP_JWT_SECRET"]
-        for name, kind in LIMITS.items():
-            variable = "VPP_" + name.upper()
-            if env.get(variable):
-                values[name] = _positive(variable, env[variable], kind)
-        if env.get("VPP_HTTP"):
-            values["http"] = parse_http(env["VPP_HTTP"])
-        if env.get("VPP_RATE_LIMIT"):
-            values["rate_limit"] = float(env["VPP_RATE_LIMIT"])
-        if "VPP_JOURNAL_SIZE" in env:
-            values["journal_size"] = int(env["VPP_JOURNAL_SIZE"])
-        if env.get("VPP_ACCESS_LOG", "").strip():
-            values["access_log"] = env["VPP_ACCESS_LOG"].strip().lower() not in (
-                "0", "false", "no", "off"
-            )
-        if env.get("VPP_LOG_LEVEL"):
-            values["log_level"] = env["VPP_LOG_LEVEL"]
-        if env.get("VPP_WORKERS"):
-            values["workers"] = int(env["VPP_WORKERS"])
-        if env.get("VPP_ADMIN_KEY"):
-            values["admin_key"] = env["VPP_ADMIN_KEY"]
-        if env.get("VPP_MAX_ACCOUNTS"):
-            values["max_accounts"] = int(env["VPP_MAX_ACCOUNTS"])
-        if env.get("VPP_MAX_PARTICIPATIONS"):
-            values["max_participations"] = int(env["VPP_MAX_PARTICIPATIONS"])
+        """Defaults, then `VPP_*` variables, then explicit overrides (CLI flags that were given).
+
+        A bad variable is a ValueError naming it and saying what it must be.
+        """
+        values = options.from_env(cls, os.environ if environ is None else environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

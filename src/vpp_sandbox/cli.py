@@ -1,13 +1,23 @@
-"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, nothing else."""
+"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, nothing else.
+
+Every setting is declared once, with its flag and its `VPP_` variable (`vpp_sandbox.options`):
+the server's in `mock_server.settings.Settings`, the contract run's and the proxy's below.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
 
-__all__ = ["build_parser", "main"]
+from vpp_sandbox import options
+from vpp_sandbox.options import Option, choice, positive_float, positive_int, setting, whole
+
+__all__ = ["ContractOptions", "ProxyOptions", "build_parser", "main"]
 
 # Connexion imports starlette's test client, which warns about httpx on every start; that is
 # noise for someone running the command (and for each process of `serve --workers N`, which
@@ -15,225 +25,153 @@ __all__ = ["build_parser", "main"]
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 
-def _account(text: str) -> object:
-    from vpp_sandbox.mock_server.settings import parse_account
-
+def percent(text: str) -> float:
     try:
-        return parse_account(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _limit(name: str) -> Callable[[str], int | float]:
-    from vpp_sandbox.mock_server.settings import parse_limit
-
-    def parse(text: str) -> int | float:
-        try:
-            return parse_limit(name, text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def _http(text: str) -> str:
-    from vpp_sandbox.mock_server.settings import parse_http
-
-    try:
-        return parse_http(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-# --flag: (metavar, help); the defaults are Settings' (mock_server/settings.py).
-_LIMIT_FLAGS = {
-    "max_body_bytes": ("BYTES", "413 request_too_large past this body size (default 65536)"),
-    "max_header_bytes": (
-        "BYTES",
-        "431 request_header_too_large past this size of request line and headers (default 32768)",
-    ),
-    "max_headers": ("N", "431 request_header_too_large past this many header fields (default 100)"),
-    "header_timeout": (
-        "SECONDS",
-        "408 request_timeout when a request's head takes longer to arrive (default 10)",
-    ),
-    "body_timeout": (
-        "SECONDS",
-        "408 request_timeout when a body takes longer to arrive after its head (default 10)",
-    ),
-    "idle_timeout": ("SECONDS", "close a new connection that sends nothing this long (default 10)"),
-    "keep_alive_timeout": (
-        "SECONDS",
-        "close a connection idle this long between requests (default 5)",
-    ),
-    "max_connections": (
-        "N",
-        "answer 503 server_busy and close connections beyond this many (default 1000)",
-    ),
-}
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+        raise ValueError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 100:
+        raise ValueError(f"{text!r} is not a percentage from 0 to 100")
     return value
 
 
+@dataclass(frozen=True)
+class ContractOptions:
+    """`vpp-sandbox test`: the contract suites against an implementation."""
+
+    base_url: str | None = setting(
+        None,
+        option=Option("--base-url", "VPP_TEST_BASE_URL", "the implementation's root URL, e.g. "
+                      "http://127.0.0.1:8080", metavar="URL", required=True),
+    )
+    account_id: str | None = setting(
+        None,
+        option=Option("--account-id", "VPP_TEST_ACCOUNT_ID", "the account the suites log in "
+                      "as", metavar="ID", required=True),
+    )
+    api_key: str | None = setting(
+        None,
+        option=Option("--api-key", "VPP_TEST_API_KEY", "its API key (the variable keeps it off "
+                      "the command line)", metavar="KEY", required=True, secret=True),
+    )
+    second_account_id: str | None = setting(
+        None,
+        option=Option("--second-account-id", "VPP_TEST_SECOND_ACCOUNT_ID", "a second "
+                      "namespace for the isolation rules", metavar="ID"),
+    )
+    second_api_key: str | None = setting(
+        None,
+        option=Option("--second-api-key", "VPP_TEST_SECOND_API_KEY", "its API key",
+                      metavar="KEY", secret=True),
+    )
+    junit_xml: str | None = setting(
+        None,
+        option=Option("--junit-xml", "VPP_TEST_JUNIT_XML", "JUnit report: one test case per "
+                      "rule per suite", metavar="FILE"),
+    )
+    html: str | None = setting(
+        None,
+        option=Option("--html", "VPP_TEST_HTML", "self-contained HTML report: failures, "
+                      "coverage, graph", metavar="FILE"),
+    )
+    seed: int | None = setting(
+        None, option=Option("--seed", "VPP_TEST_SEED", "Hypothesis seed of the run", whole)
+    )
+    max_examples: int | None = setting(
+        None,
+        option=Option("--max-examples", "VPP_TEST_MAX_EXAMPLES", "examples per generated "
+                      "test (default: the profile's)", positive_int, "N"),
+    )
+    profile: str = setting(
+        "default",
+        option=Option("--profile", "VPP_TEST_PROFILE", "how much to run",
+                      choice("quick", "default", "thorough")),
+    )
+    min_coverage: float | None = setting(
+        None,
+        option=Option("--min-coverage", "VPP_TEST_MIN_COVERAGE", "fail the run when coverage "
+                      "(the mean of legal edges taken, illegal moves tried and checks "
+                      "exercised, in percent) is below PERCENT", percent, "PERCENT"),
+    )
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """`vpp-sandbox proxy`: live traffic checked against the contract."""
+
+    upstream: str | None = setting(
+        None,
+        option=Option("--upstream", "VPP_PROXY_UPSTREAM", "the implementation, e.g. "
+                      "https://staging.example.com", metavar="URL", required=True),
+    )
+    host: str = setting(
+        "127.0.0.1", option=Option("--host", "VPP_PROXY_HOST", "interface to listen on")
+    )
+    port: int = setting(8090, option=Option("--port", "VPP_PROXY_PORT", "port", whole))
+    mode: str = setting(
+        "warn",
+        option=Option("--mode", "VPP_PROXY_MODE", "warn: pass violating answers through and "
+                      "log them; fail: answer them with a 502 contract_violation",
+                      choice("warn", "fail")),
+    )
+    log: str | None = setting(
+        None,
+        option=Option("--log", "VPP_PROXY_LOG", "append one JSON line per violation",
+                      metavar="FILE.jsonl"),
+    )
+    junit_xml: str | None = setting(
+        None,
+        option=Option("--junit-xml", "VPP_PROXY_JUNIT_XML", "JUnit report at exit, a case a "
+                      "rule", metavar="FILE"),
+    )
+    har: str | None = setting(
+        None,
+        option=Option("--har", "VPP_PROXY_HAR", "every exchange as a HAR 1.2 log",
+                      metavar="FILE.har"),
+    )
+    timeout: float = setting(
+        30.0,
+        option=Option("--timeout", "VPP_PROXY_TIMEOUT", "seconds to wait for the upstream",
+                      positive_float, "SECONDS"),
+    )
+    max_body_bytes: int = setting(
+        1024 * 1024,
+        option=Option("--max-body-bytes", "VPP_PROXY_MAX_BODY_BYTES", "larger request bodies "
+                      "are a 413, never forwarded", positive_int, "BYTES"),
+    )
+    max_participations: int = setting(
+        5000,
+        option=Option("--max-participations", "VPP_PROXY_MAX_PARTICIPATIONS", "participations "
+                      "the proxy remembers for the cross-request rules", positive_int, "N"),
+    )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("vpp-sandbox")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a bare source tree
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from vpp_sandbox.mock_server.settings import Settings
+
     parser = argparse.ArgumentParser(
         prog="vpp-sandbox",
-        description="Stateful sandbox and contract tests for the Flatpeak VPP participations API.",
+        description="Stateful sandbox and contract tests for the Flatpeak VPP participations API. "
+        "Every flag is also a VPP_ environment variable (named in its help).",
     )
+    parser.add_argument("--version", action="version", version=f"vpp-sandbox {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
     serve = sub.add_parser("serve", help="run the sandbox API server")
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1, env VPP_HOST)")
-    serve.add_argument("--port", type=int, help="port (default 8080, env VPP_PORT)")
-    serve.add_argument(
-        "--db",
-        help="a SQLite file, :memory:, or a postgresql:// URL shared by several servers "
-        "(default vpp-sandbox.db, env VPP_DB)",
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        help="server processes sharing the store (default 1, env VPP_WORKERS); a file or a "
-        "postgresql:// URL, not :memory:",
-    )
-    serve.add_argument(
-        "--account",
-        action="append",
-        type=_account,
-        metavar="ACCOUNT_ID:API_KEY",
-        help="an account and key (repeatable; sk_test_ or sk_live_ keys). "
-        "Default: the sandbox account printed at start-up",
-    )
-    serve.add_argument(
-        "--world",
-        metavar="NAME|FILE.json",
-        help="load a world (demo, edge-cases, load, or a JSON file from `vpp-sandbox fixtures`) "
-        "into an empty store; its accounts can log in too (env VPP_WORLD)",
-    )
-    serve.add_argument("--seed", type=int, help="seed of the world (env VPP_SEED)")
-    serve.add_argument("--size", type=int, help="participations of the load world (env VPP_SIZE)")
-    serve.add_argument(
-        "--rate-limit",
-        type=float,
-        metavar="PER_SECOND",
-        help="answer 429 rate_limited (with Retry-After) past this many requests a second per "
-        "account and mode (default: no limit, env VPP_RATE_LIMIT)",
-    )
-    serve.add_argument(
-        "--admin-key",
-        metavar="KEY",
-        help="a shared sandbox: creating and deleting accounts on demand (POST/DELETE "
-        "/_sandbox/accounts) needs Authorization: Bearer KEY (default: anyone may create; "
-        "env VPP_ADMIN_KEY, which keeps the key out of the process list)",
-    )
-    serve.add_argument(
-        "--max-accounts",
-        type=_positive,
-        metavar="N",
-        help="at most N accounts made on demand (default 1000, env VPP_MAX_ACCOUNTS)",
-    )
-    serve.add_argument(
-        "--max-participations",
-        type=_positive,
-        metavar="N",
-        help="at most N participations in one account's test or live mode; creates past it "
-        "are a 409 namespace_full (default 100000, env VPP_MAX_PARTICIPATIONS)",
-    )
-    serve.add_argument(
-        "--no-autopilot",
-        dest="autopilot",
-        action="store_const",
-        const=False,
-        help="participations move only through the API (env VPP_AUTOPILOT=0)",
-    )
-    serve.add_argument(
-        "--access-log",
-        action="store_const",
-        const=True,
-        help="print one line per request: time, namespace, request, status, latency, request id "
-        "and the error answered (env VPP_ACCESS_LOG=1); GET /_sandbox/requests shows the same",
-    )
-
-    serve.add_argument(
-        "--http",
-        type=_http,
-        help="HTTP parser: auto (httptools when installed, else h11), httptools or h11 "
-        "(env VPP_HTTP)",
-    )
-    for name, (metavar, text) in _LIMIT_FLAGS.items():
-        serve.add_argument(
-            "--" + name.replace("_", "-"),
-            type=_limit(name),
-            metavar=metavar,
-            help=f"{text}; env VPP_{name.upper()}",
-        )
-
+    options.add_arguments(serve, Settings)
     test = sub.add_parser("test", help="run the contract suites against an implementation")
-    test.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8080")
-    test.add_argument("--account-id", required=True)
-    test.add_argument("--api-key", required=True)
-    test.add_argument("--second-account-id")
-    test.add_argument("--second-api-key")
-    test.add_argument(
-        "--junit-xml", metavar="FILE", help="JUnit report: one test case per rule per suite"
-    )
-    test.add_argument(
-        "--html", metavar="FILE", help="self-contained HTML report: failures, coverage, graph"
-    )
-    test.add_argument("--seed", type=int)
-    test.add_argument("--max-examples", type=int)
-    test.add_argument("--profile", choices=("quick", "default", "thorough"), default="default")
-    test.add_argument(
-        "--min-coverage",
-        type=float,
-        metavar="PERCENT",
-        help="fail the run when coverage (the mean of legal edges taken, illegal moves tried "
-        "and checks exercised, in percent) is below PERCENT",
-    )
-
+    options.add_arguments(test, ContractOptions)
     proxy = sub.add_parser(
         "proxy",
         help="forward to an implementation and check every exchange against the contract",
     )
-    proxy.add_argument(
-        "--upstream", required=True, help="the implementation, e.g. https://staging.example.com"
-    )
-    proxy.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
-    proxy.add_argument("--port", type=int, default=8090, help="port (8090)")
-    proxy.add_argument(
-        "--mode",
-        choices=("warn", "fail"),
-        default="warn",
-        help="warn: pass violating answers through and log them; fail: answer them with a "
-        "502 contract_violation",
-    )
-    proxy.add_argument("--log", metavar="FILE.jsonl", help="append one JSON line per violation")
-    proxy.add_argument("--junit-xml", metavar="FILE", help="JUnit report at exit, a case a rule")
-    proxy.add_argument("--har", metavar="FILE.har", help="every exchange as a HAR 1.2 log")
-    proxy.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for the upstream (30)"
-    )
-    proxy.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=1024 * 1024,
-        help="larger request bodies are a 413, never forwarded (1 MiB)",
-    )
-    proxy.add_argument(
-        "--max-participations",
-        type=int,
-        default=5000,
-        help="participations the proxy remembers for the cross-request rules (5000)",
-    )
-
+    options.add_arguments(proxy, ProxyOptions)
     fixtures = sub.add_parser("fixtures", help="generate a seeded world as JSON")
     fixtures.add_argument("--world", required=True, help="demo, edge-cases or load")
     fixtures.add_argument("--seed", type=int, default=0)
@@ -242,36 +180,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resolved(cls: type, args: argparse.Namespace, environ: Any) -> argparse.Namespace:
+    """Defaults, then variables, then flags; a missing required one names its flag and
+    variable."""
+    values = {name: default for name, _, default in options.options_of(cls)}
+    values.update(options.from_env(cls, environ))
+    values.update(options.given(args, cls))
+    missing = [
+        f"{option.flag} (or {option.env})"
+        for name, option, _ in options.options_of(cls)
+        if option.required and values.get(name) in (None, "")
+    ]
+    if missing:
+        raise ValueError(f"give {', '.join(missing)}")
+    return argparse.Namespace(command=args.command, **values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from vpp_sandbox.mock_server.server import serve
         from vpp_sandbox.mock_server.settings import Settings
 
         try:
-            settings = Settings.from_env(
-                host=args.host,
-                port=args.port,
-                db=args.db,
-                accounts=tuple(args.account) if args.account else None,
-                world=args.world,
-                seed=args.seed,
-                size=args.size,
-                autopilot=args.autopilot,
-                rate_limit=args.rate_limit,
-                http=args.http,
-                workers=args.workers,
-                admin_key=args.admin_key or None,
-                max_accounts=args.max_accounts,
-                max_participations=args.max_participations,
-                access_log=args.access_log,
-                **{name: getattr(args, name) for name in _LIMIT_FLAGS},
-            )
-        except ValueError as exc:  # a bad VPP_* variable
+            settings = Settings.from_env(**options.given(args, Settings))
+        except ValueError as exc:  # a bad VPP_* variable, named
             print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
             return 2
         return serve(settings)
     if args.command in ("test", "proxy"):
+        cls = ContractOptions if args.command == "test" else ProxyOptions
+        try:
+            resolved = _resolved(cls, args, os.environ)
+        except ValueError as exc:
+            print(f"vpp-sandbox {args.command}: {exc}", file=sys.stderr)
+            return 2
         try:
             if args.command == "test":
                 from vpp_sandbox.contract_tests.runner import run
@@ -286,7 +231,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return run(args)
+        if args.command == "test":
+            from vpp_sandbox.contract_tests.preflight import problem_with
+
+            problem = problem_with(resolved.base_url)
+            if problem is not None:
+                print(f"vpp-sandbox test: {problem}", file=sys.stderr)
+                return 2
+        return run(resolved)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
