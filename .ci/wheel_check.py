@@ -262,6 +262,13 @@ def main() -> int:
                  "--profile", "quick", "--seed", "20261129"],
                 work,
             )  # fmt: skip
+        # mock_server/compat.py builds on uvicorn's protocols: the newest uvicorn, h11 and
+        # httptools within our ranges (not the pins) must keep every connection limit.
+        run("upgrade to the newest uvicorn, h11 and httptools in range",
+            [*pip, "--upgrade", "uvicorn>=0.30,<1", "h11<1", "httptools>=0.6.3,<1"], work)
+        said = run("connection limits on them (.ci/compat_check.py)",
+                   [python, ROOT / ".ci" / "compat_check.py"], work)  # fmt: skip
+        print("".join(f"           {line}\n" for line in said.strip().splitlines()), end="")
     except Failed as failure:
         print(f"wheel-check FAILED: {failure}", file=sys.stderr)
         print(f"(kept for inspection: {work})", file=sys.stderr)
