@@ -92,11 +92,12 @@ class FaultMiddleware:
         await self.app(scope, receive, send)
 
     async def _rule(self, scope: Scope) -> FaultRule | None:
+        facts = facts_of(scope)
         operation = operation_of(scope)
-        if operation not in RULE_OPERATIONS:
-            return None
-        namespace = facts_of(scope).caller.namespace
-        return None if namespace is None else await self.buckets.take_fault(namespace, operation)
+        namespace = facts.caller.namespace
+        if not facts.faults or operation not in RULE_OPERATIONS or namespace is None:
+            return None  # no rule waits (read with the clock): no store call
+        return await self.buckets.take_fault(namespace, operation)
 
     async def _check(self, scope: Scope) -> None:
         forced = _header(scope, FAULT_HEADER)

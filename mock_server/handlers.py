@@ -76,7 +76,7 @@ class AppState:
         if facts is not None and facts.now is not None and facts.clock is not None:
             clock, earliest, now = facts.clock, facts.earliest_due, facts.now
         else:
-            stored_clock, earliest = await self.store.namespace_state(namespace)
+            stored_clock, earliest, _ = await self.store.namespace_state(namespace)
             clock = stored_clock or ClockState()
             now = clock.now(self.clock.real())
         on = clock.autopilot and self.settings.autopilot

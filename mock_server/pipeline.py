@@ -264,7 +264,9 @@ class Identify:
         namespace = caller.namespace
         assert namespace is not None
         clock = self.state.clock
-        stored, facts.earliest_due = await self.state.store.namespace_state(namespace)
+        stored, facts.earliest_due, facts.faults = await self.state.store.namespace_state(
+            namespace
+        )
         facts.clock = stored or ClockState()
         facts.now = facts.clock.now(clock.real())
 

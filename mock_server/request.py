@@ -64,6 +64,8 @@ class Facts:
     clock: ClockState | None = None
     # The earliest due autopilot step of the namespace, read with the clock.
     earliest_due: str | None = None
+    # Whether fault rules wait for the namespace (/_sandbox/faults), read with the clock.
+    faults: bool = False
     now: datetime | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     body: Any = None

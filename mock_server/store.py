@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import anyio
 import orjson
@@ -49,6 +49,7 @@ __all__ = [
     "Encode",
     "FaultRule",
     "NamespaceFull",
+    "NamespaceState",
     "NextDue",
     "ParticipationNotFound",
     "Row",
@@ -114,6 +115,14 @@ class UnknownCursor(StoreError):
         super().__init__(name, participation_id)
         self.name = name
         self.participation_id = participation_id
+
+
+class NamespaceState(NamedTuple):
+    """A namespace's clock, earliest due step and waiting fault rules (`namespace_state`)."""
+
+    clock: ClockState | None
+    earliest_due: str | None
+    faults: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,23 +687,23 @@ class Store:
             )
         return None if row is None else _clock_state(row)
 
-    async def namespace_state(self, namespace: Namespace) -> tuple[ClockState | None, str | None]:
-        """The namespace's stored clock (None: real time, untouched) and its earliest due
-        autopilot step (formatted as `next_due_at`, or None), in one read: what every request
-        needs first."""
+    async def namespace_state(self, namespace: Namespace) -> NamespaceState:
+        """What every request of the namespace needs first, in one read: its stored clock
+        (None: real time, untouched), its earliest due autopilot step (formatted as
+        `next_due_at`, or None) and whether fault rules wait for it."""
         async with self._read() as tx:
             row = await tx.fetchone(
                 "SELECT (SELECT MIN(next_due_at) FROM participations WHERE account_id=? "
-                "AND live_mode=? AND next_due_at IS NOT NULL), c.offset_us, c.frozen_at, "
-                "c.autopilot FROM (SELECT 1 AS one) AS o LEFT JOIN sandbox_clocks c "
-                "ON c.account_id=? AND c.live_mode=?",
-                (*_ns(namespace), *_ns(namespace)),
+                "AND live_mode=? AND next_due_at IS NOT NULL), "
+                "EXISTS (SELECT 1 FROM sandbox_faults WHERE account_id=? AND live_mode=?), "
+                "c.offset_us, c.frozen_at, c.autopilot FROM (SELECT 1 AS one) AS o "
+                "LEFT JOIN sandbox_clocks c ON c.account_id=? AND c.live_mode=?",
+                (*_ns(namespace), *_ns(namespace), *_ns(namespace)),
             )
         assert row is not None
         earliest = None if row[0] is None else str(row[0])
-        if row[1] is None:
-            return None, earliest
-        return _clock_state(row[1:]), earliest
+        clock = None if row[2] is None else _clock_state(row[2:])
+        return NamespaceState(clock, earliest, bool(row[1]))
 
     async def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
         """Store the namespace's clock (None: forget it, back to real time)."""
