@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -24,9 +24,16 @@ from vpp_sandbox.mock_server.request import Facts
 from vpp_sandbox.mock_server.store import FaultRule
 from vpp_sandbox.mock_server.worlds import load_into
 
-__all__ = ["Control", "parse_duration"]
+__all__ = ["LATEST_CLOCK", "MAX_ADVANCE", "Control", "clock_target", "parse_duration"]
 
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_UNIT_SECONDS = (604_800, 86_400, 3_600, 60, 1)
+# The bounds of openapi/sandbox-control.yaml (SandboxClockUpdate): an advance of at most 100
+# years of 365 days, and a clock that never passes the end of the year 8999, so that every time
+# derived from it (steps scheduled weeks ahead, a world shifted to it) stays far inside what
+# a datetime can hold; past year 9999 every later request of the namespace would fail.
+MAX_ADVANCE = timedelta(seconds=3_153_600_000)
+LATEST_CLOCK = datetime(8999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _LOAD_SIZE = 1000  # the `load` world through the API, unless `size` says otherwise
 MAX_FAULT_RULES = 20  # per namespace: a shared sandbox keeps few rows for anyone
 
@@ -42,8 +49,41 @@ def parse_duration(value: str | int) -> timedelta:
             f"advance {value!r} is not a duration: send an ISO 8601 duration in weeks, days, "
             "hours, minutes and seconds (P7D, P1W, PT36H, P1DT2H30M) or a number of seconds.",
         )
-    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    # The schema keeps the text short (maxLength), so each number is a few digits at most.
+    total = sum(int(g or 0) * unit for g, unit in zip(match.groups(), _UNIT_SECONDS, strict=True))
+    if total > MAX_ADVANCE.total_seconds():
+        raise ApiError(
+            "invalid_request_body",
+            f"advance {value!r} is {total} seconds, more than the 100 years (3153600000 "
+            "seconds) the clock moves at once: advance by less, in several steps if needed.",
+        )
+    return timedelta(seconds=total)
+
+
+def clock_target(now: datetime, body: dict[str, Any]) -> datetime | None:
+    """Where `advance` or `set` would take a clock that reads `now` (None: neither is sent),
+    or a 400 naming the bound when the sandbox could not represent it."""
+    if "advance" in body:
+        target = now + parse_duration(body["advance"])
+    elif "set" in body:
+        try:
+            target = parse_time(body["set"])
+        except OverflowError:  # an offset that takes the instant past year 9999
+            raise _beyond("an instant after the year 9999") from None
+    else:
+        return None
+    if target > LATEST_CLOCK:
+        raise _beyond(format_time(target))
+    return target
+
+
+def _beyond(shown: str) -> ApiError:
+    return ApiError(
+        "invalid_request_body",
+        f"That would move the clock to {shown}, past {format_time(LATEST_CLOCK)}, the latest "
+        "instant a sandbox clock can show. Send an earlier instant or a shorter advance (POST "
+        "/_sandbox/reset takes the clock back to real time).",
+    )
 
 
 class Control:
@@ -86,18 +126,15 @@ class Control:
                 "be switched on for a namespace. Restart the server without it.",
             )
         clock = self.clock
+        now = facts.now if facts.now is not None else await clock.now(ns)
+        target = clock_target(now, body)  # checked before anything changes
         try:
-            if "advance" in body:
-                await clock.advance(ns, parse_duration(body["advance"]))
-            elif "set" in body:
-                await clock.set(ns, parse_time(body["set"]))
+            if target is not None and "advance" in body:
+                await clock.advance(ns, target - now)
+            elif target is not None:
+                await clock.set(ns, target)
         except ClockBackwards as exc:
             raise ApiError("clock_cannot_go_back", exc.message) from None
-        except OverflowError:
-            raise ApiError(
-                "invalid_request_body",
-                "That moves the clock beyond the year 9999; advance by less.",
-            ) from None
         # Steps that fell due while the clock moved happen now, each at its scheduled time.
         await self.state.catch_up(ns)
         if "freeze" in body:
