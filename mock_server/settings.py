@@ -82,8 +82,9 @@ class Settings:
 
     host: str = setting(
         "127.0.0.1",
-        option=Option("--host", "VPP_HOST", "interface to listen on; beyond loopback, weak or "
-                      "published credentials print a warning"),
+        option=Option("--host", "VPP_HOST", "interface to listen on; beyond loopback an admin "
+                      "key is needed (or `--allow-open-accounts`), and weak or published "
+                      "credentials print a warning"),
     )
     port: int = setting(
         8080, option=Option("--port", "VPP_PORT", "port to listen on", port_number)
@@ -192,9 +193,16 @@ class Settings:
     admin_key: str | None = setting(
         None,
         option=Option("--admin-key", "VPP_ADMIN_KEY", "a shared sandbox: creating and deleting "
-                      "accounts on demand needs `Authorization: Bearer KEY` (the variable keeps "
-                      "the key out of the process list)", metavar="KEY",
-                      default_text="anyone may create", secret=True),
+                      "accounts on demand needs `Authorization: Bearer KEY`, a key of 16 or more "
+                      "characters (the variable keeps the key out of the process list)",
+                      metavar="KEY", default_text="anyone may create", secret=True,
+                      empty_is_given=True),
+    )
+    allow_open_accounts: bool = setting(
+        False,
+        option=Option("--allow-open-accounts", "VPP_ALLOW_OPEN_ACCOUNTS", "listen beyond "
+                      "loopback without an admin key: anyone who reaches the port may create "
+                      "accounts", switch=True, default_text="off"),
     )
     max_accounts: int = setting(
         1000,
