@@ -130,7 +130,7 @@ def create_app(
     )
     journal = Journal(
         settings.journal_size,
-        settings.journal_namespaces,
+        settings.journal_bytes,
         echo=print_line if settings.access_log else None,
     )
     apis = [

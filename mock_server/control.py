@@ -196,6 +196,7 @@ class Control:
 
     async def delete_sandbox_account(self, facts: Facts, account_id: str) -> Result:
         deleted = await self.state.accounts.delete(_caller(facts), account_id)
+        self.journal.forget(account_id)  # this process's; the others' age out
         answer = {
             "object": "sandbox_account",
             "account_id": account_id,

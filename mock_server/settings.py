@@ -217,18 +217,19 @@ class Settings:
                       "one account's test or live mode; a create past it is `409 "
                       "namespace_full`", positive_int, "N"),
     )
-    # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
-    # many namespaces (least recently heard from dropped first), one access-log line a request.
+    # The request journal (mock_server/journal.py), per process: entries kept per namespace
+    # (0: none) and the bytes it may hold in all (past them the namespace holding the most
+    # gives up its oldest entry first); one access-log line a request.
     journal_size: int = setting(
         100,
         option=Option("--journal-size", "VPP_JOURNAL_SIZE", "requests the journal keeps per "
                       "account and mode (0: none)", journal_size, "N"),
     )
-    journal_namespaces: int = setting(
-        256,
-        option=Option("--journal-namespaces", "VPP_JOURNAL_NAMESPACES", "accounts and modes "
-                      "the journal keeps (the one heard from least recently goes first)",
-                      positive_int, "N"),
+    journal_bytes: int = setting(
+        16 * 1024 * 1024,
+        option=Option("--journal-bytes", "VPP_JOURNAL_BYTES", "memory the journal of each "
+                      "server process may hold; past it the account and mode holding the most "
+                      "give up their oldest requests first", positive_int, "BYTES"),
     )
     access_log: bool = setting(
         False,
