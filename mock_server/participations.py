@@ -86,7 +86,7 @@ class Participations:
     ) -> tuple[str, str]:
         """A new participation from a create request's body: its id and stored JSON."""
         known = await self.catalog.resolve(
-            body["provider_id"], body["programme_id"], body["device_id"]
+            namespace, body["provider_id"], body["programme_id"], body["device_id"]
         )
         participation = new_participation(
             id=self.new_id(),

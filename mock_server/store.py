@@ -189,11 +189,22 @@ TABLES = (
         stamp         DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (account_id, live_mode)
     )""",
+    # What the world of `serve --world` knows (the operator's, for every namespace).
     """CREATE TABLE IF NOT EXISTS sandbox_catalog (
         kind          TEXT NOT NULL,
         id            TEXT NOT NULL,
         data          TEXT NOT NULL,
         PRIMARY KEY (kind, id)
+    )""",
+    # What the world a namespace loaded knows (POST /_sandbox/world): that namespace's own,
+    # replaced by its next load, gone with a reset or its account.
+    """CREATE TABLE IF NOT EXISTS sandbox_namespace_catalog (
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        kind          TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        PRIMARY KEY (account_id, live_mode, kind, id)
     )""",
     # How many participations each namespace holds, kept by the engine's triggers on every
     # insert and delete (store_sqlite.py, store_postgres.py): `--max-participations` is
@@ -566,22 +577,40 @@ class Store:
         return len(rows)
 
     async def delete_namespace(self, namespace: Namespace, *, batch: int = 50) -> int:
-        """Forget the namespace's participations (not its clock), a batch a transaction."""
+        """Forget the namespace's participations and the ids its world knew (not its clock), a
+        batch a transaction; returns how many participations went."""
+        deleted = await self._delete_batches(
+            f"SELECT id FROM participations WHERE {_NS} LIMIT ?",
+            "DELETE FROM participations WHERE id=?",
+            _ns(namespace),
+            batch,
+        )
+        known = await self._delete_batches(
+            f"SELECT account_id, live_mode, kind, id FROM sandbox_namespace_catalog WHERE {_NS} "
+            "LIMIT ?",
+            f"DELETE FROM sandbox_namespace_catalog WHERE {_NS} AND kind=? AND id=?",
+            _ns(namespace),
+            batch * 4,
+        )
+        if deleted or known:
+            await self.compact()
+        return deleted
+
+    async def _delete_batches(
+        self, select: str, delete: str, scope: tuple[Any, ...], batch: int
+    ) -> int:
+        """Delete the rows `select` finds in `scope`, `batch` a transaction, other requests
+        going first between them; `delete` takes the values of a row `select` found."""
         deleted = 0
         while True:
             async with self._tx() as tx:
-                ids = await tx.fetchall(
-                    f"SELECT id FROM participations WHERE {_NS} LIMIT ?", (*_ns(namespace), batch)
-                )
-                if ids:
-                    await tx.executemany("DELETE FROM participations WHERE id=?", ids)
-            deleted += len(ids)
-            if len(ids) < batch:
-                break
+                found = await tx.fetchall(select, (*scope, batch))
+                if found:
+                    await tx.executemany(delete, found)
+            deleted += len(found)
+            if len(found) < batch:
+                return deleted
             await anyio.sleep(0)
-        if deleted:
-            await self.compact()
-        return deleted
 
     async def compact(self) -> None:
         """Give the space of deleted rows back where the engine needs to be asked."""
@@ -800,29 +829,54 @@ class Store:
 
     # -- the catalogue of known ids (loaded worlds) ----------------------------------------------
 
-    async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None:
-        """Remember what a world knows about ids of `kind` (its JSON data per id)."""
+    async def catalog_put(
+        self, kind: str, entries: Mapping[str, str], namespace: Namespace | None = None
+    ) -> None:
+        """Remember what a world knows about ids of `kind` (its JSON data per id): for every
+        namespace (the start-up world), or for `namespace` alone (a world it loaded)."""
         items = list(entries.items())
+        if namespace is None:
+            sql = (
+                "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data"
+            )
+            prefix: tuple[Any, ...] = ()
+        else:
+            sql = (
+                "INSERT INTO sandbox_namespace_catalog (account_id, live_mode, kind, id, data) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, live_mode, kind, id) "
+                "DO UPDATE SET data = excluded.data"
+            )
+            prefix = _ns(namespace)
         for start in range(0, len(items), 200):
             async with self._tx() as tx:
                 await tx.executemany(
-                    "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
-                    "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                    [(kind, key, data) for key, data in items[start : start + 200]],
+                    sql, [(*prefix, kind, key, data) for key, data in items[start : start + 200]]
                 )
             await anyio.sleep(0)
 
-    async def catalog_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """The data kept for each (kind, id) that is known, in one query."""
+    async def catalog_get(
+        self, keys: Sequence[tuple[str, str]], namespace: Namespace | None = None
+    ) -> dict[tuple[str, str], str]:
+        """The data kept for each (kind, id) that is known, in one query: the namespace's own
+        world first, then the start-up world's."""
         if not keys:
             return {}
         where = " OR ".join(["(kind=? AND id=?)"] * len(keys))
-        async with self._read() as tx:
-            rows = await tx.fetchall(
-                f"SELECT kind, id, data FROM sandbox_catalog WHERE {where}",
-                [part for key in keys for part in key],
+        args: list[Any] = [part for key in keys for part in key]
+        sql = f"SELECT kind, id, data, 1 FROM sandbox_catalog WHERE {where}"
+        if namespace is not None:
+            sql += (
+                f" UNION ALL SELECT kind, id, data, 0 FROM sandbox_namespace_catalog "
+                f"WHERE {_NS} AND ({where})"
             )
-        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+            args += [*_ns(namespace), *args]
+        async with self._read() as tx:
+            rows = await tx.fetchall(sql, args)
+        found: dict[tuple[str, str], str] = {}
+        for kind, key, data, _ in sorted(rows, key=lambda r: -int(r[3])):  # own last: it wins
+            found[(str(kind), str(key))] = str(data)
+        return found
 
     # -- settings kept with the data -------------------------------------------------------------
 

@@ -251,7 +251,10 @@ async def load_into(
         if kind == "catalog":
             providers, programmes, locations = payload
             await catalog.register(
-                providers=providers, programmes=programmes, device_locations=locations
+                providers=providers,
+                programmes=programmes,
+                device_locations=locations,
+                namespace=namespace,
             )
         elif kind == "rows":
             loaded += await store.load_rows(payload)

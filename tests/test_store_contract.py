@@ -276,6 +276,13 @@ async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: St
     await store.catalog_put("provider", {"prv_a": '["A2", "https://a"]'})
     found = await store.catalog_get([("provider", "prv_a"), ("provider", "prv_b")])
     assert found == {("provider", "prv_a"): '["A2", "https://a"]'}
+    # A namespace's own world wins there, and only there; its reset forgets it.
+    await store.catalog_put("provider", {"prv_a": '["Own", "https://o"]'}, space)
+    keys = [("provider", "prv_a")]
+    assert await store.catalog_get(keys, space) == {keys[0]: '["Own", "https://o"]'}
+    assert await store.catalog_get(keys, ns()) == {keys[0]: '["A2", "https://a"]'}
+    await store.delete_namespace(space)
+    assert await store.catalog_get(keys, space) == {keys[0]: '["A2", "https://a"]'}
 
     first = await store.meta("secret", lambda: "one")
     assert first == "one" and await store.meta("secret", lambda: "two") == "one"
