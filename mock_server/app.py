@@ -111,7 +111,7 @@ def create_app(
     store at shutdown when it opened it, or when told it owns it."""
     documents.prepare()
     owns_store = store is None if owns_store is None else owns_store
-    store = store if store is not None else open_store(settings.db)
+    store = store if store is not None else open_store(settings.db, settings)
     accounts = Accounts(
         settings.accounts,
         store,

@@ -65,10 +65,16 @@ def describe(exc: BaseException, scope: Scope) -> tuple[str, str, Mapping[str, s
     if code in CATALOGUE and code != "internal_error" and isinstance(message, str):
         return str(code), message, {}  # a domain error (lifecycle, clock, accounts)
     if isinstance(exc, StoreUnavailable):
+        if exc.maybe_applied:  # lost while committing: the change may be saved
+            outcome = internal_message(scope.get("method", "POST"), operation_of(scope))
+            outcome = outcome.removeprefix("An unexpected error occurred after the request was "
+                                           "accepted. ")
+        else:
+            outcome = "Nothing was changed."
         return (
             "store_unavailable",
-            "The sandbox's store cannot be reached right now; nothing was changed. Retry after "
-            f"{STORE_RETRY_AFTER} seconds.",
+            f"The sandbox's store cannot be reached right now, or stays locked. {outcome} "
+            f"Retry after {STORE_RETRY_AFTER} seconds.",
             {"Retry-After": str(STORE_RETRY_AFTER)},
         )
     if isinstance(exc, ProblemException):  # Connexion's own: 415 (media type), 401 (no token)

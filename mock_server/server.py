@@ -198,7 +198,7 @@ async def _prepare(settings: Settings) -> tuple[Settings, str, str, Store | None
     from vpp_sandbox.mock_server.stores import open_store
     from vpp_sandbox.mock_server.worlds import prepare
 
-    store = open_store(settings.db)
+    store = open_store(settings.db, settings)
     keep = settings.db == ":memory:"
     try:
         settings, note = await prepare(settings, store, SandboxClock(store), Catalog(store))

@@ -188,6 +188,21 @@ class Settings:
                       "(with Retry-After) and close connections beyond this many", positive_int,
                       "N"),
     )
+    # The store failing (a SQLite file another process keeps locked, PostgreSQL down or stuck)
+    # is a quick 503, never a request that hangs: every wait for it is bounded.
+    store_timeout: float = setting(
+        3.0,
+        option=Option("--store-timeout", "VPP_STORE_TIMEOUT", "`503 store_unavailable` (with "
+                      "Retry-After) when the store does not answer this long: a SQLite file "
+                      "locked by another process, a PostgreSQL server down or stuck",
+                      positive_float, "SECONDS"),
+    )
+    wal_bytes: int = setting(
+        64 * 1024 * 1024,
+        option=Option("--wal-bytes", "VPP_WAL_BYTES", "SQLite: past this size the write-ahead "
+                      "log is checkpointed in full and truncated (writers wait meanwhile)",
+                      positive_int, "BYTES"),
+    )
     # Accounts on demand (POST /_sandbox/accounts): without an admin key anyone may create one
     # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
     admin_key: str | None = setting(

@@ -79,7 +79,12 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The database cannot be opened or reached (its message says how to fix it)."""
+    """The database cannot be opened, reached or locked in time (its message says how to fix
+    it). `maybe_applied`: it failed while committing, so the change may have been saved."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class ParticipationNotFound(StoreError):
