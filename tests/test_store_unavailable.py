@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.postgres_server import PostgresServer, PostgresUnavailable, start_postgres
+from tests.postgres_server import PostgresServer
 from tests.serve_process import served
 
 pytestmark = pytest.mark.slow
@@ -115,30 +115,21 @@ def test_sqlite_the_write_ahead_log_stays_bounded_while_a_world_loads(tmp_path: 
         assert sizes and max(sizes) < 2 * bound, max(sizes)
 
 
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this module's own: the tests stop and start it."""
-    try:
-        server = start_postgres()
-    except PostgresUnavailable as exc:
-        if os.environ.get("VPP_REQUIRE_POSTGRES") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+@contextlib.contextmanager
+def _on_postgres(server: PostgresServer) -> Iterator[tuple[str, Tenant, str]]:
+    """A sandbox on a fresh database of `server`: its URL, tenant A, and A's participation."""
+    url = server.database()
+    with served("--db", url, "--store-timeout", str(TIMEOUT), *ACCOUNTS) as sandbox:
+        a = Tenant(sandbox.base_url, A)
+        created, _ = a.create()
+        assert created.status_code == 201
+        yield url, a, created.json()["id"]
 
 
 def test_postgres_down_is_a_quick_503_and_its_return_is_served_at_once(
     own_postgres: PostgresServer,
 ) -> None:
-    url = own_postgres.database()
-    with served("--db", url, "--store-timeout", str(TIMEOUT), *ACCOUNTS) as server:
-        a = Tenant(server.base_url, A)
-        created, _ = a.create()
-        assert created.status_code == 201
-        pid = created.json()["id"]
+    with _on_postgres(own_postgres) as (_, a, pid):
         for _ in range(5):  # several pooled connections in use, so several to lose
             assert a.call("GET", f"/vpp-participations/{pid}")[0].status_code == 200
         own_postgres.pause()
@@ -164,15 +155,11 @@ def test_postgres_a_lock_held_elsewhere_is_a_503_within_the_timeout(
 ) -> None:
     import psycopg
 
-    url = own_postgres.database()
-    with served("--db", url, "--store-timeout", str(TIMEOUT), *ACCOUNTS) as server:
-        a = Tenant(server.base_url, A)
-        created, _ = a.create()
-        pid = created.json()["id"]
+    step = {"participation_state": [{"state": "AWAITING_CUSTOMER_CONSENT",
+                                     "status": "IN_PROGRESS"}]}
+    with _on_postgres(own_postgres) as (url, a, pid):
         with psycopg.connect(url) as outside:
             outside.execute("SELECT 1 FROM participations WHERE id=%s FOR UPDATE", (pid,))
-            step = {"participation_state": [{"state": "AWAITING_CUSTOMER_CONSENT",
-                                             "status": "IN_PROGRESS"}]}
             r, took = a.call("POST", f"/vpp-participations/{pid}", step)
             _unavailable(r)
             assert took < TIMEOUT + 1.5, took
