@@ -46,8 +46,9 @@ from vpp_sandbox.mock_server.errors import (
     status_of,
 )
 from vpp_sandbox.mock_server.journal import Front, Journal
+from vpp_sandbox.mock_server.participations import refusal
 from vpp_sandbox.mock_server.request import SCOPE_KEY, Facts, facts_of, operation_of
-from vpp_sandbox.mock_server.store import StoreUnavailable
+from vpp_sandbox.mock_server.store import StoreError, StoreUnavailable
 
 __all__ = ["Errors", "Identify", "describe", "not_found", "route_error", "stack"]
 
@@ -59,6 +60,8 @@ STORE_RETRY_AFTER = 2
 
 def describe(exc: BaseException, scope: Scope) -> tuple[str, str, Mapping[str, str]]:
     """The catalogue code, message and headers an exception is answered with."""
+    if isinstance(exc, StoreError):  # a store's refusal that no service worded on its way up
+        exc = refusal(exc)
     if isinstance(exc, ApiError):
         return exc.code, exc.message, exc.headers
     code, message = getattr(exc, "code", None), getattr(exc, "message", None)

@@ -224,6 +224,15 @@ class Settings:
         option=Option("--max-accounts", "VPP_MAX_ACCOUNTS", "accounts made on demand the "
                       "sandbox keeps at most", positive_int, "N"),
     )
+    # World loads built at once on this machine, across its server processes (slots are rows
+    # of the store); None: one per CPU core (mock_server/admission.py).
+    max_world_builders: int | None = setting(
+        None,
+        option=Option("--max-world-builders", "VPP_MAX_WORLD_BUILDERS", "world loads built at "
+                      "once on this machine, by all its server processes; more wait a few "
+                      "seconds, then `503 server_busy`", positive_int, "N",
+                      default_text="one per CPU core"),
+    )
     # Participations one namespace (an account's test or live mode) may hold: creates past it
     # are a 409 namespace_full, so one tenant cannot fill the disk (a world load replaces).
     max_participations: int = setting(

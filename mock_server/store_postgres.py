@@ -124,6 +124,7 @@ class PostgresStore(Store):
 
     kind = "postgresql"
     row_lock = " FOR UPDATE"
+    share_lock = " FOR SHARE"
 
     def __init__(
         self,
