@@ -16,6 +16,7 @@ import hashlib
 import multiprocessing
 import resource
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -291,6 +292,22 @@ async def load_into(
     return Loaded(deleted, loaded, skipped)
 
 
+def _within_the_cap(world: World, limit: int) -> None:
+    """A ValueError (serve says it and stops) when a namespace of the world would hold more
+    than `--max-participations`: the start-up world is an insert path like any other."""
+    held = Counter(Namespace(p.account_id, p.live_mode) for _, p in world.participations)
+    if not held:
+        return
+    (namespace, most), = held.most_common(1)
+    if most > limit:
+        mode = "live" if namespace.live_mode else "test"
+        raise ValueError(
+            f"the world gives {namespace.account_id}'s {mode} mode {most} participations, more "
+            f"than --max-participations {limit}: load a smaller --size, or raise "
+            "--max-participations (VPP_MAX_PARTICIPATIONS)"
+        )
+
+
 def release_memory() -> None:
     """Hand the heap a world used back to the system (100,000: about 480 -> 255 MB).
 
@@ -319,6 +336,7 @@ async def prepare(
         started = time.perf_counter()
         world = open_world(settings.world, settings.seed, settings.size)
         built = time.perf_counter() - started
+        _within_the_cap(world, settings.max_participations)
         await register(world, catalog)
         settings = settings.with_(accounts=merge_accounts(settings.accounts, world))
         label = f"{world.name} (seed {world.seed}" + (
