@@ -105,7 +105,7 @@ def test_sqlite_the_write_ahead_log_stays_bounded_while_a_world_loads(tmp_path: 
         watcher = threading.Thread(target=watch)
         watcher.start()
         try:
-            r, _ = a.call("POST", "/_sandbox/world", {"world": "load", "size": 3000})
+            r, _ = a.call("POST", "/_sandbox/world", {"world": "load", "size": 2000})
             assert r.status_code == 200, r.text
             r, _ = a.call("POST", "/_sandbox/clock", {"advance": "P30D"})
             assert r.status_code == 200, r.text
