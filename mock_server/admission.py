@@ -111,7 +111,7 @@ class Admission:
         finally:
             renewing.cancel()
             try:
-                await asyncio.shield(self.store.release_job(scope, holder))
+                await asyncio.shield(self.store.release_job(scope, holder, now=time.time()))
             except Exception:  # the store is down: the lease expires on its own
                 log.warning("could not release the lease on %s; it expires in %g s",
                             scope, JOB_TTL_S)

@@ -21,7 +21,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from vpp_sandbox.mock_server.store import (
@@ -220,6 +220,9 @@ class PostgresStore(Store):
     async def _read(self) -> AsyncIterator[Tx]:
         async with self._connection() as conn:
             yield _Connection(conn)
+
+    def _single(self) -> AbstractAsyncContextManager[Tx]:
+        return self._read()  # autocommit: each statement its own transaction
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

@@ -319,15 +319,23 @@ async def test_a_lease_is_held_once_and_an_expired_one_is_taken_over(store: Stor
     # Its holder stopped renewing (a crash): past its expiry another takes it over.
     assert await store.take_job(scope, other, "two", now=151.0, ttl=30.0) is None
     assert not await store.renew_job(scope, "one", 200.0)
-    await store.release_job(scope, "one")  # not the holder any more: nothing happens
+    await store.release_job(scope, "one", now=152.0)  # not the holder any more: nothing
     held_by_two = Job(other.kind, other.started, "two")
     assert await store.take_job(scope, job, "three", now=152.0, ttl=30.0) == held_by_two
     # A holder known to be gone (a killed process of this machine) is replaced at once.
     assert await store.take_job(scope, job, "three", now=153.0, ttl=30.0,
                                 replace="someone else") == held_by_two
     assert await store.take_job(scope, job, "three", now=153.0, ttl=30.0, replace="two") is None
-    await store.release_job(scope, "three")
+    await store.release_job(scope, "three", now=153.0)
     assert await store.take_job(scope, job, "four", now=154.0, ttl=30.0) is None
+    # A release also forgets the leases that expired meanwhile, whoever held them.
+    stale = "ns:" + secrets.token_hex(6)
+    assert await store.take_job(stale, job, "five", now=150.0, ttl=1.0) is None
+    await store.release_job(scope, "four", now=160.0)
+    async with store._read() as tx:
+        left = await tx.fetchone("SELECT COUNT(*) FROM sandbox_jobs WHERE scope IN (?, ?)",
+                                 (scope, stale))
+    assert left is not None and left[0] == 0
 
 
 async def test_concurrent_takers_get_a_lease_once(store: Store) -> None:
