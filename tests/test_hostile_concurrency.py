@@ -293,7 +293,7 @@ def test_a_deletion_killed_midway_is_finished_by_the_next_delete_or_start(
             token = login.json()["bearer_token"]
             accounts.append(Account(d, account["account_id"],
                                     {"Authorization": f"Bearer {token}"}))
-        loads = together([lambda a=a: a.load(6_000) for a in accounts])
+        loads = together([lambda a=a: a.load(3_000) for a in accounts])
         assert [x.status for x in loads] == [200, 200]
         full = [a.held() for a in accounts]
         deleting = [threading.Thread(target=_quietly, args=(a.call, "DELETE",
