@@ -303,6 +303,7 @@ def test_a_deletion_killed_midway_is_finished_by_the_next_delete_or_start(
         deadline = time.monotonic() + 30
         while not all(0 < a.held() < n for a, n in zip(accounts, full, strict=True)):
             assert time.monotonic() < deadline, "the deletions did not start"
+            time.sleep(0.002)  # poll, leaving the cores to the server
         server.process.kill()  # SIGKILL, mid-way through both
         server.process.wait()
         for thread in deleting:
