@@ -148,6 +148,11 @@ def _owned_id(namespace: Namespace, participation_id: str) -> str:
     return "vpp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+# The address space a world-building process may use: the largest world (100,000) peaks at
+# about 300 MB (VmPeak, measured); past this the build fails instead of the machine swapping.
+BUILD_MEMORY_BYTES = 1024 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class WorldJob:
     """A world to build for one namespace whose clock reads `now` (picklable: it may travel
@@ -159,6 +164,7 @@ class WorldJob:
     account_id: str
     live_mode: bool
     now: datetime
+    memory: int = BUILD_MEMORY_BYTES  # the building process's address space, at most
 
 
 # What `world_rows` yields: ("catalog", (providers, programmes, device locations)), then
@@ -167,9 +173,6 @@ Message = tuple[str, Any]
 # A world this big is built in a process of its own: its CPU and memory never touch the server.
 IN_PROCESS_MAX = 2_000
 _CHUNK = 500
-# The address space a world-building process may use: the largest world (100,000) peaks at
-# about 300 MB (VmPeak, measured); past this the build fails instead of the machine swapping.
-BUILD_MEMORY_BYTES = 1024 * 1024 * 1024
 
 
 class BuildFailed(RuntimeError):
@@ -202,15 +205,15 @@ def world_rows(job: WorldJob) -> Iterator[Message]:
 
 def _child(conn: Connection, job: WorldJob) -> None:
     """The world-building process: streams `world_rows` through the pipe, then exits, within
-    BUILD_MEMORY_BYTES of address space."""
+    `job.memory` bytes of address space."""
     with contextlib.suppress(ValueError, OSError):  # where the system has no such limit
-        resource.setrlimit(resource.RLIMIT_AS, (BUILD_MEMORY_BYTES, BUILD_MEMORY_BYTES))
+        resource.setrlimit(resource.RLIMIT_AS, (job.memory, job.memory))
     try:
         for message in world_rows(job):
             conn.send(message)
     except MemoryError:
         with contextlib.suppress(OSError):
-            conn.send(("failed", f"it needed more than {BUILD_MEMORY_BYTES // 2**20} MiB"))
+            conn.send(("failed", f"it needed more than {job.memory // 2**20} MiB"))
     except OSError:
         pass  # the server stopped reading (the load was refused or its account deleted)
     except Exception as exc:
