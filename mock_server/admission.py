@@ -181,11 +181,12 @@ class Admission:
 
 def _in_progress(job: Job, where: str, why: str) -> ApiError:
     article = "An" if job.kind[:1] in "aeiou" else "A"
+    parts = [
+        f"{article} {job.kind} started at {job.started} is still running in {where}; nothing "
+        "was changed.",
+        why,
+        "Retry once it has finished (its own request answers then).",
+    ]
     return ApiError(
-        "operation_in_progress",
-        f"{article} {job.kind} started at {job.started} is still running in {where}; nothing was "
-        f"changed. {why} Retry once it has finished (its own request answers then).".replace(
-            "  ", " "
-        ),
-        {"Retry-After": "2"},
+        "operation_in_progress", " ".join(p for p in parts if p), {"Retry-After": "2"}
     )
