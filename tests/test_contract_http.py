@@ -90,12 +90,13 @@ def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
 
 
 def test_min_coverage_is_a_percentage(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main([
-        "test", "--base-url", "http://127.0.0.1:9", "--account-id", "acc_x",
-        "--api-key", "sk_test_x", "--min-coverage", "120",
-    ])
-    assert code == 2
-    assert "--min-coverage is a percentage" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main([
+            "test", "--base-url", "http://127.0.0.1:9", "--account-id", "acc_x",
+            "--api-key", "sk_test_x", "--min-coverage", "120",
+        ])
+    assert exited.value.code == 2
+    assert "--min-coverage: '120' is not a percentage from 0 to 100" in capsys.readouterr().err
 
 
 def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +105,8 @@ def test_an_unreachable_target_is_exit_code_2(capsys: pytest.CaptureFixture[str]
         "--api-key", "sk_test_x", "--profile", "quick",
     ])
     assert code == 2
-    assert "cannot reach" in capsys.readouterr().err
+    assert "--base-url (VPP_TEST_BASE_URL)" in (err := capsys.readouterr().err)
+    assert "cannot be reached (connection refused)" in err
 
 
 def test_credentials_that_do_not_log_in_are_exit_code_2(
