@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: FORCE install run test lint typecheck wheel-check dist contract bench constraints clean
+.PHONY: FORCE install run test test-fast lint typecheck wheel-check dist contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -n 2
 	$(MAKE) --no-print-directory wheel-check
+
+# The inner loop: lint and every test not marked slow (no served process, no long profile).
+test-fast: lint
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 # The distribution as a new user gets it: sdist and wheel built, the wheel installed into a fresh
 # venv outside the clone, where serve + test --profile quick and the example project's tests run.

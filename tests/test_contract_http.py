@@ -72,6 +72,7 @@ def test_a_live_token_cannot_see_test_objects(server: str) -> None:
         "namespaces_are_isolated", "foreign_id_not_found", "not_listed_to_other_namespace"}
 
 
+@pytest.mark.slow
 def test_without_a_second_credential_isolation_is_skipped_with_a_reason(
     server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

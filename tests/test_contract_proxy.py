@@ -366,6 +366,7 @@ def test_fail_mode_answers_a_violation_with_a_marked_502() -> None:
 # -- the checks on every exchange ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_suite_through_the_proxy_in_front_of_the_sandbox_finds_nothing() -> None:
     proxy = _proxy(build(None))
     report = run_suites(_target(proxy), TINY)
@@ -377,6 +378,7 @@ def test_the_suite_through_the_proxy_in_front_of_the_sandbox_finds_nothing() -> 
     assert proxy.tally.checked == proxy.tally.exchanges > 400
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("defect", DEFECTS, ids=lambda d: d.name)
 def test_the_proxy_reports_each_planted_defect_by_its_rule(defect: Defect) -> None:
     proxy = _proxy(build(defect))

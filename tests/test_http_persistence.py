@@ -31,6 +31,7 @@ JOIN = [
 REASON_SETS = [list(c) for n in (1, 2) for c in combinations([r.value for r in Reason], n)][:20]
 
 
+@pytest.mark.slow
 def test_data_survives_a_restart_on_a_sqlite_file(tmp_path: Path) -> None:
     db = str(tmp_path / "sandbox.db")
     first = make_sandbox(db)
