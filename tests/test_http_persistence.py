@@ -13,6 +13,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
 from tests.stores import sync
 from vpp_sandbox.mock_server.clock import Namespace
