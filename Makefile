@@ -73,6 +73,7 @@ contract: $(STAMP)
 
 # BENCH_ARGS="--rounds 1 --seconds 2 --no-scaling" for a quick check of the script.
 bench: $(STAMP)
+	$(BIN)/python bench/asgi_cost.py
 	$(BIN)/python bench/vs_prism.py $(BENCH_ARGS)
 
 # The exact versions make and CI install, from a fresh venv with the ranges of pyproject.toml.
