@@ -55,14 +55,14 @@ class AppState:
     authenticator: Authenticator
     accounts: Accounts
     new_id: Callable[[], str] = field(default=new_participation_id)
+    participations: Participations = field(init=False)
 
-    @property
-    def participations(self) -> Participations:
-        return Participations(
+    def __post_init__(self) -> None:
+        self.participations = Participations(
             self.store,
             self.catalog,
             limit=self.settings.max_participations,
-            new_id=self.new_id,
+            new_id=lambda: self.new_id(),  # a test may swap new_id
         )
 
     async def catch_up(self, namespace: Namespace, facts: Facts | None = None) -> datetime:
