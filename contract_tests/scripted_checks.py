@@ -163,9 +163,9 @@ def walk_took_legal_moves(taken: int, sent: int) -> bool:
 
 @scripted("§7")
 def error_names_its_cause(answer: Exchange, status: int, code: str, what: str) -> bool:
-    """Section 7: an error has the status and code of its cause (unknown id 404
-    participation_not_found, malformed JSON 400 invalid_request_body, a body that is not JSON
-    415, an unknown route 404 route_not_found, a wrong method 405)."""
+    """Section 7: an error of an operation has the status and code of its cause (unknown id
+    404 participation_not_found, malformed JSON 400 invalid_request_body, a body that is not
+    JSON 415 unsupported_media_type)."""
     _answered(answer, status, (code,), "-", what)
     return True
 
@@ -220,7 +220,9 @@ UNAUTHENTICATED_CODES: Mapping[str, tuple[str, ...]] = {
 @scripted("14")
 def unauthenticated_code_names_the_problem(answer: Exchange, kind: str) -> bool:
     """Rule 14 and §7: the 401's code names what was wrong (authentication_required,
-    token_invalid, token_expired, credentials_invalid)."""
+    token_invalid, token_expired, credentials_invalid); a login with a wrong key is a 401."""
+    if answer.status != 401 and kind == "wrong API key":
+        raise broken("-", f"a login with a wrong API key answered {answer.status}, not 401")
     if answer.status != 401:
         return False  # unauthenticated_request_rejected reports the status
     codes = UNAUTHENTICATED_CODES[kind]
