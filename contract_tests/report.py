@@ -75,7 +75,7 @@ class SuiteResult:
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return not any(not f.advice for f in self.failures)
 
 
 @dataclass(slots=True)
