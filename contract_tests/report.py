@@ -50,7 +50,8 @@ PROFILES: dict[str, Options] = {
         stateful_steps=4,
         walks=5,
         walk_steps=8,
-        illegal_per_state=4,
+        # Every illegal move, as in default: each is one request, and a sample missed some.
+        illegal_per_state=None,
         big_page=32,
     ),
     "default": Options(),

@@ -17,6 +17,7 @@ __all__ = [
     "duplicate_enrolment_refused",
     "error_names_its_cause",
     "expired_token_rejected",
+    "foreign_create_is_independent",
     "foreign_cursor_refused",
     "foreign_id_not_found",
     "illegal_move_refused",
@@ -186,6 +187,14 @@ def second_credential_is_distinct(same: bool) -> bool:
 def foreign_id_not_found(answer: Exchange, pid: str, what: str) -> bool:
     """Rule 13: another namespace gets 404 participation_not_found for the id."""
     _answered(answer, 404, ("participation_not_found",), pid, what)
+    return True
+
+
+@scripted("13")
+def foreign_create_is_independent(answer: Exchange, pid: str, state: str) -> bool:
+    """Rule 13 and §6: another namespace may enrol the same device in the same programme (201),
+    whatever state this namespace's participation is in: a 409 would show that it exists."""
+    _answered(answer, 201, (), pid, f"another namespace enrolling the device while it is {state}")
     return True
 
 

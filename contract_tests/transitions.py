@@ -96,8 +96,12 @@ def _record(state: str, current: str, reasons: list[str], turn: int) -> dict[str
 def run_transitions(session: Session, options: Options) -> SuiteResult:
     def body() -> None:
         tried: dict[str, set[str]] = {}
+        duplicated: set[str] = set()
         for turn, route in enumerate(plan()):
-            _walk_route(session, route, options.illegal_per_state, tried, turn)
+            _walk_route(session, route, options.illegal_per_state, tried, turn, duplicated)
+        for state in model.STATES:
+            if state not in duplicated:
+                session.skip(sc.duplicate_enrolment_refused, f"no route reached {state}")
 
     return timed("transitions", session, body)
 
@@ -108,17 +112,28 @@ def _walk_route(
     per_state: int | None,
     tried: dict[str, set[str]],
     turn: int,
+    duplicated: set[str],
 ) -> None:
     created = session.create()
     if not session.expect(sc.well_formed_create_accepted, created):
         return
     p = obj(created)
     pid, device = str(p["id"]), str(p["device_id"])
+    programme = str((p.get("programme") or {}).get("id"))
     node: Node = ("ENROLMENT_REQUESTED", None)
     reasons: list[str] = []
     for i, target in enumerate([*route, None]):
         if not _try_illegal(session, pid, node, per_state, tried):
             return  # an illegal move was taken: the route is off the table
+        if node[0] not in duplicated:
+            # §6 in every state: a second enrolment of the device is refused while this one
+            # is not terminal, and taken once it is.
+            duplicated.add(node[0])
+            again = session.create(device_id=device, programme_id=programme)
+            if node[0] in model.TERMINAL:
+                session.expect(sc.terminal_frees_the_device, again, pid)
+            else:
+                session.expect(sc.duplicate_enrolment_refused, again, pid)
         if target is None:
             break
         record = _record(target, node[0], reasons, turn + i)
