@@ -315,9 +315,10 @@ def _foreign_calls(
     legal, illegal = _FOREIGN_WRITES[state]
     for what, target in (("a legal move", legal), ("an illegal move", illegal),
                          ("its current state again", state)):
-        body = {"participation_state": [record(
-            target, **({"suspension_reasons": ["CUSTOMER_REQUEST"]} if target == "SUSPENDED"
-                       else {}))]}
+        sent = record(target)
+        if target == "SUSPENDED":
+            sent["suspension_reasons"] = ["CUSTOMER_REQUEST"]
+        body = {"participation_state": [sent]}
         changed = session.call("POST", f"{VPP}/{pid}", token=token, body=body)
         session.expect(sc.foreign_id_not_found, changed, pid,
                        f"another namespace sending {what} ({target}) in {state}")
