@@ -233,6 +233,11 @@ class Report:
             reasons.setdefault(reason, []).append(f"{name} ({REGISTRY[name].rule})")
         for reason, names in reasons.items():
             lines.append(f"  not checked: {', '.join(names)}: {reason}")
+        # Checks made, but not in every case their suite meant to try: the untried ones.
+        made = cov.checks_exercised()
+        for (suite, check), reason in sorted(cov.skipped.items()):
+            if check in made:
+                lines.append(f"  untried cases of {check} ({suite}): {reason}")
         operations: dict[str, list[str]] = {}
         for (op, status), n in sorted(cov.statuses.items()):
             operations.setdefault(op, []).append(f"{status}x{n}")
