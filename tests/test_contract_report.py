@@ -231,3 +231,25 @@ def test_junit_has_one_failed_case_per_finding_under_its_root_cause() -> None:
     assert rules["rule 7: control_active exactly when ACTIVE"].find("failure") is not None
     assert rules["rule 1: exactly one IN_PROGRESS entry, and it is current_state"].find(
         "failure") is None
+
+
+class NoCurrentState(Rewriter):
+    """Every participation answered without current_state (issue 19: one defect that was
+    reported under rules 1, 10, 12 and §2)."""
+
+    async def after(self, request: Request, answer: Answer) -> Answer:
+        if answer.status < 300 and isinstance(answer.data, dict):
+            items = answer.data.get("data") if "data" in answer.data else [answer.data]
+            for p in items if isinstance(items, list) else []:
+                if isinstance(p, dict):
+                    p.pop("current_state", None)
+        return answer
+
+
+def test_one_missing_field_is_one_root_cause() -> None:
+    defect = Defect("no_current_state", "§2", "response_matches_schema", NoCurrentState)
+    report = run_suites(target(defect), options_for("quick", seed=SEED), ["cross-request"])
+    assert len({f.rule for f in report.findings}) > 1  # several rules break on those answers
+    diagnosis = report.diagnosis()
+    assert [d.cause.key for d in diagnosis] == ["schema"], report.render()
+    assert '"current_state" is a required property' in report.render()
