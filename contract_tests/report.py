@@ -161,12 +161,15 @@ class Report:
         return dict(sorted(counts.items(), key=lambda i: rule_order(i[0])))
 
     def render(self) -> str:
-        lines = []
+        """The diagnosis first, then the suites, the findings, the advice, the coverage, and
+        last the per-rule tally and the verdict."""
+        diagnosis, findings_lines = self._render_findings()
+        lines = list(diagnosis)
         for s in self.suites:
             state = "SKIP" if s.skipped else ("PASS" if s.passed else "FAIL")
             extra = f" ({s.skipped})" if s.skipped else ""
             lines.append(f"{state:4} {s.name:<15} {s.cases:5} cases {s.seconds:6.1f} s{extra}")
-        lines += self._render_findings()
+        lines += findings_lines
         lines += self._render_coverage()
         lines += self._render_tally()
         total = sum(s.cases for s in self.suites)
@@ -178,17 +181,19 @@ class Report:
         lines.append(f"{verdict} · {total} cases · seed {self.seed}")
         return "\n".join(lines)
 
-    def _render_findings(self) -> list[str]:
-        """The diagnosis (one line per root cause), then every finding under its cause: one
-        reproduction per cause here, every finding's in the JUnit and HTML reports."""
+    def _render_findings(self) -> tuple[list[str], list[str]]:
+        """The diagnosis (one line per root cause); then every finding under its cause (one
+        reproduction per cause here, every finding's in the JUnit and HTML reports) and the
+        advice."""
         diagnosis = self.diagnosis()
+        head: list[str] = []
         lines: list[str] = []
         if diagnosis:
             findings = sum(len(d.findings) for d in diagnosis)
-            lines.append(f"Diagnosis: {len(diagnosis)} root cause(s) behind {findings} "
-                         f"finding(s), {len(self.failures)} failed case(s):")
+            head.append(f"Diagnosis: {len(diagnosis)} root cause(s) behind {findings} "
+                        f"finding(s), {len(self.failures)} failed case(s):")
             for i, d in enumerate(diagnosis, start=1):
-                lines.append(f"  {i}. {d.headline()}: {d.cause.why}")
+                head.append(f"  {i}. {d.headline()}: {d.cause.why}")
             lines.append("Findings, by root cause (each once, with where it was met):")
             for i, d in enumerate(diagnosis, start=1):
                 lines.append(f" {i}. {d.cause.title}")
@@ -199,7 +204,7 @@ class Report:
             lines.append(f"Advice ({len(advice)}): the sandbox's own choices, which the spec "
                          "leaves open (never a failure):")
             lines += [f.render(width=MESSAGE_WIDTH, reproduce=False) for f in advice]
-        return lines
+        return head, lines
 
     def _render_tally(self) -> list[str]:
         """Every rule that broke or was never judged on a line; the rules that held, on one."""
