@@ -419,7 +419,8 @@ class ContractProxy:
         ids = [str(p.get("id")) for p in participations_in(exchange.data)][::-1]
         self.ledger.touch([*ids, *([obs.path_id] if obs.path_id else [])])
         self.tally.seen(judged.rules)
-        return [self._record(v, exchange, body) for v in judged.violations]
+        # Advice (a choice the spec leaves open) never fails traffic, and is not logged.
+        return [self._record(v, exchange, body) for v in judged.violations if not v.advice]
 
     def _record(self, violation: Violation, exchange: Exchange, body: bytes) -> LogEntry:
         entry = LogEntry(_now(), violation, exchange, body, exchange.url)

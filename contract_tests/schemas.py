@@ -16,6 +16,7 @@ from vpp_sandbox import openapi
 
 __all__ = [
     "documented_statuses",
+    "error_codes",
     "request_media_types",
     "request_problem",
     "response_problem",
@@ -134,6 +135,37 @@ def _compile(
         return None
 
     return problem
+
+
+def _codes_in(spec: dict[str, Any], schema: Any) -> set[str]:
+    """The `code` enum an error response's schema gives (through $ref and allOf)."""
+    if not isinstance(schema, dict):
+        return set()
+    if "$ref" in schema:
+        return _codes_in(spec, _resolve(spec, schema, "schemas"))
+    found = set(schema.get("properties", {}).get("code", {}).get("enum", ()))
+    for part in schema.get("allOf", ()):
+        found |= _codes_in(spec, part)
+    return found
+
+
+@functools.cache
+def error_codes() -> dict[int, frozenset[str]]:
+    """status -> the error codes the spec's responses of that status give (its `code` enums)."""
+    spec = openapi.load()
+    out: dict[int, set[str]] = {}
+    for item in spec["paths"].values():
+        for method in _METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            for code, response in op.get("responses", {}).items():
+                if not str(code).isdigit() or int(code) < 400:
+                    continue
+                response = _resolve(spec, response, "responses")
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                out.setdefault(int(code), set()).update(_codes_in(spec, schema))
+    return {status: frozenset(codes) for status, codes in out.items()}
 
 
 def documented_statuses(operation: str) -> tuple[int, ...]:
