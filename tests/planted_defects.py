@@ -488,9 +488,9 @@ class DuplicateAllowedWhileSuspended(SqliteStore):
     """A device whose participation is SUSPENDED may enrol in the programme again (the
     duplicate check counts only participations that are not suspended)."""
 
-    async def insert(self, participation: Any, *, limit: int | None = None) -> str:
+    async def insert(self, participation: Any, *, admit: Any = None) -> str:
         try:
-            return await super().insert(participation, limit=limit)
+            return await super().insert(participation, admit=admit)
         except DuplicateParticipation as exc:
             existing = await self._suspended(exc.existing_id)
             if not existing:
@@ -498,7 +498,7 @@ class DuplicateAllowedWhileSuspended(SqliteStore):
             async with self._tx() as tx:  # out of the unique index, still SUSPENDED to clients
                 await tx.execute("UPDATE participations SET terminal=1 WHERE id=?",
                                  (exc.existing_id,))
-            return await super().insert(participation, limit=limit)
+            return await super().insert(participation, admit=admit)
 
     async def _suspended(self, participation_id: str) -> bool:
         async for p in self.participations():
@@ -511,13 +511,13 @@ class ForeignEnrolmentBlocks(SqliteStore):
     """A device enrolled in a programme in one namespace cannot be enrolled in it in another
     (409 participation_exists: the other namespace's participation leaks)."""
 
-    async def insert(self, participation: Any, *, limit: int | None = None) -> str:
+    async def insert(self, participation: Any, *, admit: Any = None) -> str:
         async for p in self.participations():
             if (p.device_id, p.programme.id) == (participation.device_id,
                                                  participation.programme.id) and (
                     p.current_state.value not in ("INELIGIBLE", "OFFBOARDED", "FAILED")):
                 raise DuplicateParticipation(p)
-        return await super().insert(participation, limit=limit)
+        return await super().insert(participation, admit=admit)
 
 
 # name -> rule, the check that must name it, and how it is built (middleware or store).
