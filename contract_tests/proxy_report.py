@@ -154,6 +154,7 @@ class Tally:
     checked: int = 0
     upstream_errors: Counter[str] = field(default_factory=Counter)
     check_errors: int = 0  # exchanges a check could not judge (a bug: reported, passed on)
+    abandoned: int = 0  # requests whose client left before the body was whole: not forwarded
     applied: Counter[str] = field(default_factory=Counter)
     broken: Counter[str] = field(default_factory=Counter)
     by_check: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -185,6 +186,9 @@ class Tally:
             lines.append(f"  upstream {kind}: {count}")
         if self.check_errors:
             lines.append(f"  exchanges the checks could not judge: {self.check_errors}")
+        if self.abandoned:
+            lines.append(f"  requests left by their client before the body was whole (not "
+                         f"forwarded): {self.abandoned}")
         lines.append(f"  {'rule':<8}{'applied':>9}{'violations':>12}  checks")
         for rule in RULES:
             names = ", ".join(
