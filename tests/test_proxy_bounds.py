@@ -9,6 +9,7 @@ against the real `vpp-sandbox proxy` command.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import threading
@@ -29,6 +30,7 @@ from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger, token_key
 from vpp_sandbox.contract_tests.target import Exchange
 
 JSON = (b"content-type", b"application/json")
+JUDGING = 0.5  # seconds a large answer's checks take in the judging test
 
 
 def bearer(account: str, key: str = "a signing key of at least 32 bytes", **claims: Any) -> str:
@@ -119,7 +121,7 @@ def test_an_answer_that_does_not_decode_passes_through_unjudged() -> None:
 
 
 def test_large_answers_are_judged_off_the_loop_at_most_judges_at_once() -> None:
-    """Four tenants' large answers, each taking 0.3 s to judge, and a fifth tenant's small
+    """Four tenants' large answers, each taking 0.5 s to judge, and a fifth tenant's small
     exchanges meanwhile: two large ones are judged at a time, and the small ones never wait."""
     page = json.dumps({"object": "list", "url": VPP, "has_more": False,
                        "data": [participation(n) for n in range(60, 0, -1)]}).encode()  # fmt: skip
@@ -141,7 +143,7 @@ def test_large_answers_are_judged_off_the_loop_at_most_judges_at_once() -> None:
         with guard:
             judging += 1
             peak = max(peak, judging)
-        time.sleep(0.3)  # a large answer's checks (time.sleep frees the GIL, as I/O would)
+        time.sleep(JUDGING)  # a large answer's checks (time.sleep frees the GIL, as I/O would)
         with guard:
             judging -= 1
         return observe(exchange, key)
@@ -170,9 +172,37 @@ def test_large_answers_are_judged_off_the_loop_at_most_judges_at_once() -> None:
     took = time.monotonic() - started
     assert [a.status for a in answers] == [200] * 4 and all(a.body == page for a in answers)
     assert peak == 2, f"{peak} large answers judged at once"
-    assert len(waits) >= 5 and max(waits) < 0.15, (len(waits), max(waits))
-    assert took < 4 * 0.3  # two at a time: two rounds, not four
+    assert len(waits) >= 5 and max(waits) < JUDGING / 2, (len(waits), max(waits))
+    assert took < 4 * JUDGING  # two at a time: two rounds, not four
     assert proxy.tally.checked == 4 + len(waits) and proxy.tally.violations == 0
+
+
+def test_the_violations_kept_for_the_report_do_not_keep_their_large_answers() -> None:
+    """The tally keeps each rule's first violations for JUnit: their messages and
+    reproductions, not the 2 MB pages (and their parsed JSON, ten times that) they were on."""
+    items = [participation(n) for n in range(1500, 0, -1)]
+    page = json.dumps({"object": "list", "url": VPP, "has_more": False, "data": items}).encode()
+    proxy = _proxy(answering(page))
+
+    async def scenario() -> None:
+        for n in range(6):  # each breaks §2 (over 100 items) and rule 15 (over its limit)
+            auth = ("Authorization", bearer(f"acc_{n:024x}"))
+            assert (await call(proxy, "GET", VPP, headers=[auth])).status == 200
+
+    asyncio.run(call(_proxy(answering(EMPTY_PAGE)), "GET", VPP))  # the schemas compiled
+    tracemalloc.start()
+    try:
+        asyncio.run(scenario())
+        gc.collect()  # what is only garbage does not count
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(proxy.tally.examples["15"]) == 6
+    # The ledger keeps the 1,500 participations (--max-participations bounds them): 12 MiB
+    # in all; the six answers, kept with their violations, made it 40 MiB.
+    assert held < 24 * 1024 * 1024, f"{held / 2**20:.0f} MiB held after six large answers"
+    junit = proxy.tally.examples["15"][0]
+    assert junit.curl.startswith("curl -X GET") and "items for limit 30" in junit.message
 
 
 # -- whole requests and final statuses -----------------------------------------------------------
