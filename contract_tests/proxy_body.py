@@ -155,14 +155,21 @@ class BoundedBody:
 
     @property
     def raw(self) -> bytes:
-        return b"".join(self._raw)
+        """The answer as sent (joined once: it is read for the client, the HAR and the checks)."""
+        if len(self._raw) > 1:
+            self._raw = [b"".join(self._raw)]
+        return self._raw[0] if self._raw else b""
 
     @property
     def decoded(self) -> bytes | None:
         """The decoded answer; None when it did not decode."""
         if self.problem is not None:
             return None
-        return self.raw if not self.steps else b"".join(self._decoded)
+        if not self.steps:
+            return self.raw
+        if len(self._decoded) > 1:
+            self._decoded = [b"".join(self._decoded)]
+        return self._decoded[0] if self._decoded else b""
 
 
 def accept_encoding(value: str) -> str:
