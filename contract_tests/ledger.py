@@ -137,6 +137,10 @@ class Ledger:
             return None
         return self.tokens.get(auth[len("Bearer ") :].strip())
 
+    def identity_for(self, exchange: Exchange) -> Identity | None:
+        """The namespace an exchange speaks for (its token's), as the checks judge it."""
+        return self.identity_of(exchange.headers)
+
     def observe(self, exchange: Exchange, key: object | None = None) -> Observation:
         """Snapshot what was known, then learn from `exchange`; cached per response `key`."""
         with self._lock:
@@ -144,7 +148,7 @@ class Ledger:
                 held, obs = self._cache[id(key)]
                 if held is key:
                     return obs
-            identity = self.identity_of(exchange.headers)
+            identity = self.identity_for(exchange)
             obs = Observation(exchange, identity)
             ids = {str(p.get("id")) for p in obs.participations()} | {str(obs.path_id)}
             before = {i: _copy(self.objects[i]) for i in ids if i in self.objects}

@@ -275,8 +275,8 @@ def snapshot():
 
 from vpp_sandbox.mock_server.settings import Settings
 settings = Settings(db=":memory:")
-compat.check(settings)
-compat.protocol_class(settings)
+compat.check(settings.http)
+compat.protocol_class(compat.Limits.of(settings))
 before = snapshot()
 app = app_module.create_app(settings)
 with app.test_client() as client:
