@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: FORCE install run test lint typecheck wheel-check dist contract bench constraints clean
+.PHONY: FORCE install run test test-fast lint typecheck wheel-check dist contract bench constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ test: lint typecheck
 	$(BIN)/python -m pytest -n 2
 	$(MAKE) --no-print-directory wheel-check
 
+# The inner loop: lint and every test not marked slow (no served process, no long profile).
+test-fast: lint
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
 # The distribution as a new user gets it: sdist and wheel built, the wheel installed into a fresh
 # venv outside the clone, where serve + test --profile quick and the example project's tests run.
 wheel-check: $(STAMP)
@@ -69,6 +73,7 @@ contract: $(STAMP)
 
 # BENCH_ARGS="--rounds 1 --seconds 2 --no-scaling" for a quick check of the script.
 bench: $(STAMP)
+	$(BIN)/python bench/asgi_cost.py
 	$(BIN)/python bench/vs_prism.py $(BENCH_ARGS)
 
 # The exact versions make and CI install, from a fresh venv with the ranges of pyproject.toml.

@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -374,14 +375,31 @@ def suspended_pool(base: str, token: str, count: int, tag: str = "POOL") -> list
     return ids
 
 
+# Where the package's folders are in a tree of the src/ layout (pyproject's package-dir).
+PACKAGE_DIRS = {
+    "": "src/vpp_sandbox",
+    "mock_server": "mock_server",
+    "contract_tests": "contract_tests",
+    "fixtures": "fixtures",
+    "openapi": "openapi",
+}
+
+
 def export(rev: str, into: Path) -> Path:
-    """The tree of `rev` (as committed) in `into`, for PYTHONPATH."""
+    """The tree of `rev` (as committed) in `into`, and the directory to put on PYTHONPATH so
+    that `vpp_sandbox` is that revision's: the tree itself for the first layouts (links under
+    vpp_sandbox/), a package assembled from its folders (copies) for the src/ layout."""
     into.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True, timeout=60
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
-    return into
+    if not (into / "src" / "vpp_sandbox").is_dir():
+        return into
+    package = into / ".package"
+    for inside, folder in PACKAGE_DIRS.items():
+        shutil.copytree(into / folder, package / "vpp_sandbox" / inside, dirs_exist_ok=True)
+    return package
 
 
 def write_scripts(tmp: Path) -> dict[str, Path]:

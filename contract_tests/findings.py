@@ -4,7 +4,10 @@ A check is a function decorated with `register(rule)`; its body raises `broken(p
 message)` when the contract is broken, and returns whether it judged anything (False: nothing
 in the exchange was its business, which the coverage report counts as "not exercised"). The
 registration turns `broken` into a `Violation` carrying the rule, the check's name, the
-participation and the exchange, so no report ever parses a message to find them.
+participation, the exchange and the cause's signature (which `broken` of the check raised it,
+and what the target answered), so no report ever parses a message to find them. A check
+registered with `advice=True` judges one of the sandbox's own choices that the spec does not
+bind: its Violations are reported as advice, never as failures.
 """
 
 from __future__ import annotations
@@ -72,12 +75,18 @@ class Violation(AssertionError):
         participation: str,
         message: str,
         exchange: Exchange | None = None,
+        *,
+        cause: str = "",
+        advice: bool = False,
     ) -> None:
         self.rule = rule
         self.check = check
         self.participation = participation
         self.message = message
         self.exchange = exchange
+        # Two violations of one check with one cause are one finding, whatever the participation.
+        self.cause = cause
+        self.advice = advice
         super().__init__(f"{self.heading}: participation {participation}: {message}")
 
     @property
@@ -90,17 +99,43 @@ class Broken(Exception):
     """Raised inside a check's body; the check's registration makes it a Violation."""
 
     def __init__(
-        self, participation: object, message: str, exchange: Exchange | None = None
+        self,
+        participation: object,
+        message: str,
+        exchange: Exchange | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.participation = "-" if participation is None else str(participation)
         self.message = message
         self.exchange = exchange
+        self.cause = cause
 
 
-def broken(participation: object, message: str, exchange: Exchange | None = None) -> Broken:
-    """What a check raises: the participation concerned (or "-") and what is wrong."""
-    return Broken(participation, message, exchange)
+def broken(
+    participation: object,
+    message: str,
+    exchange: Exchange | None = None,
+    *,
+    cause: str | None = None,
+) -> Broken:
+    """What a check raises: the participation concerned (or "-") and what is wrong. `cause`
+    names the kind of breach when one `broken` of a check stands for several (else the
+    place it is raised from names it)."""
+    return Broken(participation, message, exchange, cause)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """Where a check raised: the signature of a cause when the check gave none."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"line {tb.tb_lineno}" if tb is not None else "-"
+
+
+def _signature(exc: Broken, exchange: Exchange | None) -> str:
+    cause = exc.cause or _raised_at(exc)
+    return f"{cause}; answered {exchange.status}" if exchange is not None else cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +148,7 @@ class CheckInfo:
     per_response: bool  # runs on every exchange (suites, Schemathesis phases, live traffic)
     schemathesis: bool  # also registered as a Schemathesis check
     idle: str  # why a run may never exercise it
+    advice: bool = False  # judges a sandbox choice the spec does not bind: never a failure
 
 
 REGISTRY: dict[str, CheckInfo] = {}
@@ -147,7 +183,8 @@ class Check(Generic[P]):
         except Broken as exc:
             exchange = exc.exchange or _exchange_in(args)
             raise Violation(
-                self.rule, self.__name__, exc.participation, exc.message, exchange
+                self.rule, self.__name__, exc.participation, exc.message, exchange,
+                cause=_signature(exc, exchange), advice=self.info.advice,
             ) from None
         except Violation:
             raise
@@ -158,14 +195,22 @@ class Check(Generic[P]):
                 "-",
                 f"could not evaluate the response: {type(exc).__name__}: {exc}",
                 _exchange_in(args),
+                cause=f"check error {type(exc).__name__}",
+                advice=self.info.advice,
             ) from exc
 
 
 def register(
-    rule: str, *, per_response: bool = False, schemathesis: bool = True, idle: str = ""
+    rule: str,
+    *,
+    per_response: bool = False,
+    schemathesis: bool = True,
+    idle: str = "",
+    advice: bool = False,
 ) -> Callable[[Callable[P, bool]], Check[P]]:
     """Register a check for contract rule `rule` ("1".."15", or a section such as "§6");
-    `idle` says why a run may not exercise it (shown when it did not)."""
+    `idle` says why a run may not exercise it (shown when it did not); `advice` marks a check
+    of a choice the spec leaves open (reported, never failed)."""
     if rule not in RULE_TITLES:
         raise ValueError(f"unknown rule {rule!r}")
 
@@ -179,7 +224,9 @@ def register(
                          else "no suite of this run makes it")
         else:
             idle_text = idle
-        info = CheckInfo(name, rule, doc, per_response, per_response and schemathesis, idle_text)
+        info = CheckInfo(
+            name, rule, doc, per_response, per_response and schemathesis, idle_text, advice
+        )
         REGISTRY[name] = info
         return Check(func, info)
 

@@ -1,6 +1,8 @@
 """The HTML rendering of a Report: one self-contained file (inline CSS and SVG, no scripts)
-with the summary, the failures and their reproductions, the coverage tables and the
-transition graph with the edges the run took."""
+with the summary and the diagnosis, the per-check table, every finding under its root cause
+(with its request, response and reproduction), the advice, the per-rule tally, the coverage
+tables and the transition graph with the edges the run took. Nothing is clipped: tables and
+code wrap to the page."""
 
 from __future__ import annotations
 
@@ -12,21 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from vpp_sandbox.contract_tests import model, schemas
+from vpp_sandbox.contract_tests.digest import Finding
 from vpp_sandbox.contract_tests.findings import REGISTRY, RULE_TITLES, rule_order
-from vpp_sandbox.contract_tests.report import Failure, Report
+from vpp_sandbox.contract_tests.report import Report
 from vpp_sandbox.contract_tests.target import Exchange
 
 __all__ = ["render_html", "transition_svg", "write_html"]
 
 CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;max-width:1280px}
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid
-#d8dde6;padding-bottom:4px}table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid
-#d8dde6;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f2f4f8}
+#d8dde6;padding-bottom:4px}table{border-collapse:collapse;margin:6px 0;max-width:100%}td,th{border:
+1px solid #d8dde6;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f2f4f8}
 .pass{color:#1b7a34;font-weight:600}.fail{color:#b3261e;font-weight:600}.skip{color:#8a6d00;
 font-weight:600}.badge{display:inline-block;padding:2px 10px;border-radius:10px;color:#fff}
 .badge.pass{background:#1b7a34}.badge.fail{background:#b3261e}pre{background:#f6f8fa;padding:8px;
-overflow:auto;max-height:320px;font-size:12px;white-space:pre-wrap;word-break:break-all}
+font-size:12px;white-space:pre-wrap;word-break:break-all}
 details{border:1px solid #e3c3c0;border-radius:6px;padding:6px 10px;margin:8px 0;background:#fffafa}
 summary{cursor:pointer;font-weight:600}.small{font-size:12px;color:#5b6475}
 td.m{text-align:center;font-size:11px;min-width:16px;padding:2px}.taken{background:#c9ecd2}
@@ -178,19 +182,56 @@ def _exchange(ex: Exchange) -> str:
     )
 
 
-def _failure(f: Failure, open_: bool) -> str:
+def _finding(finding: Finding, open_: bool) -> str:
+    shown = finding.reproduction
     parts = [
-        f'<details class="failure"{" open" if open_ else ""}><summary>[{_e(f.suite)}] '
-        f"{_e(f.label)} · "
-        f"{_e(f.check)} · participation {_e(f.participation)}</summary>",
-        f"<pre>{_e(f.message)}</pre>",
+        f'<details class="finding"{" open" if open_ else ""}><summary>'
+        f'{"advice · " if finding.advice else ""}{_e(finding.title)} · '
+        f"{_e(finding.where)}</summary>",
+        f"<pre>{_e(shown.what)}</pre>",
     ]
-    if f.exchange is not None:
-        parts.append(_exchange(f.exchange))
-    if f.curl:
-        parts.append(f"<div class=small>reproduce</div><pre class=curl>{_e(f.curl)}</pre>")
+    if shown.exchange is not None:
+        parts.append(_exchange(shown.exchange))
+    if shown.curl:
+        parts.append(f"<div class=small>reproduce</div><pre class=curl>{_e(shown.curl)}</pre>")
+    others = list(dict.fromkeys(f.what for f in finding.failures if f.what != shown.what))
+    if others:
+        items = "".join(f"<li>{_e(text)}</li>" for text in others[:50])
+        parts.append(f"<div class=small>other messages ({len(others)})</div><ul>{items}</ul>")
     parts.append("</details>")
     return "\n".join(parts)
+
+
+def _diagnosis(report: Report) -> str:
+    diagnosis = report.diagnosis()
+    if not diagnosis:
+        return "<p>No findings.</p>"
+    items = "".join(
+        f'<li><a href="#cause-{_e(d.cause.key)}">{_e(d.headline())}</a>: {_e(d.cause.why)}</li>'
+        for d in diagnosis
+    )
+    return f'<ol id="diagnosis">{items}</ol>'
+
+
+def _findings(report: Report) -> str:
+    out = []
+    for i, d in enumerate(report.diagnosis(), start=1):
+        out.append(f'<h3 id="cause-{_e(d.cause.key)}">{i}. {_e(d.cause.title)}</h3>')
+        # The first findings open, the rest one click away (a broken target can have many).
+        out += [_finding(f, j < 3) for j, f in enumerate(d.findings)]
+    return "\n".join(out) or "<p>None.</p>"
+
+
+def _tally(report: Report) -> str:
+    rows = []
+    for rule, findings, cases, judged in report.tally():
+        status = ('<span class="fail">FAIL</span>' if findings else
+                  '<span class="pass">held</span>' if judged else
+                  '<span class="skip">not judged</span>')
+        rows.append([_e(rule), _e(RULE_TITLES.get(rule, "the suite itself")), str(findings),
+                     str(cases), str(judged), status])
+    return _table(["rule", "what must hold", "findings", "failed cases", "judgements",
+                   "result"], rows, "tally")
 
 
 def _rules(report: Report) -> str:
@@ -202,7 +243,9 @@ def _rules(report: Report) -> str:
     for info in infos:
         failed = sum(n for (_, c), n in cov.failed.items() if c == info.name)
         counts = [str(cov.exercised.get((s, info.name), 0) or "") for s in suites]
-        if failed:
+        if failed and info.advice:
+            status = f'<span class="skip">ADVICE x{failed}</span>'
+        elif failed:
             status = f'<span class="fail">FAIL x{failed}</span>'
         elif info.name in not_made:
             status = f'<span class="skip">NOT CHECKED</span> {_e(not_made[info.name])}'
@@ -243,17 +286,12 @@ def render_html(report: Report) -> str:
           str(s.cases), f"{s.seconds:.1f}", str(len(s.failures))] for s in report.suites],
         "suites",
     )
-    # The first failures open, the rest one click away (a broken target can have hundreds).
-    failures = "\n".join(
-        _failure(f, i < 10) for i, f in enumerate(report.failures)) or "<p>None.</p>"
     edges = _table(
         ["from", "to", "taken"],
         [[_e(a), _e(b), str(report.coverage.edges.get((a, b), 0) or "never")]
          for a, b in model.LEGAL_EDGES],
         "edges",
     )
-    rule_rows = [[_e(r), _e(t), str(n)] for r, t, n in (
-        (r, RULE_TITLES.get(r, ""), n) for r, n in report.exercised_by_rule().items())]
     below = (f"<p class=fail>Coverage is below --min-coverage {report.min_coverage:g}%.</p>"
              if report.below_min_coverage else "")
     return f"""<!DOCTYPE html>
@@ -261,17 +299,24 @@ def render_html(report: Report) -> str:
 <style>{CSS}</style></head><body>
 <h1>VPP contract report <span class="badge {cls}" id="verdict">{verdict}</span></h1>
 <p class=small>target {_e(report.target)} · profile {_e(report.profile or "-")} · seed
-{_e(report.seed)} · {cases} cases · {len(report.failures)} failure(s)</p>
+{_e(report.seed)} · {cases} cases · {len(report.findings)} finding(s), {len(report.failures)}
+failed case(s)</p>
 <h2>Summary</h2>
 <p id="coverage-summary">{_e(summary.render())}</p>{below}
 {suites}
-<h2 id="failures">Failures ({len(report.failures)})</h2>
-{failures}
+<h2 id="diagnosis-title">Diagnosis</h2>
+{_diagnosis(report)}
 <h2>Rules and checks</h2>
 <p class=small>How often each check judged an exchange, per suite. NOT CHECKED: the run never
 made the check (the reason says why); it is not a pass.</p>
-{_table(["rule", "what must hold", "checks judged"], rule_rows, "rule-totals")}
 {_rules(report)}
+<h2 id="findings">Findings ({len(report.findings)}), by root cause</h2>
+{_findings(report)}
+<h2 id="advice">Advice ({len(report.advice_findings)})</h2>
+<p class=small>The sandbox's own choices, which the spec leaves open: never a failure.</p>
+{"".join(_finding(f, False) for f in report.advice_findings) or "<p>None.</p>"}
+<h2 id="tally">Per rule</h2>
+{_tally(report)}
 <h2>Transition graph</h2>
 <p class=small>Legal edges of the contract's table (and the returns of a cancelled leave request):
 solid green taken by the target (with the count), dashed grey never taken.</p>

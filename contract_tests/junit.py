@@ -1,6 +1,10 @@
-"""The JUnit rendering of a Report: one test case per rule per suite, SKIPPED test cases for
-the checks not made (with the reason), and a `coverage` suite with the run's measure; and of
-the proxy's Tally: one test case per rule."""
+"""The JUnit rendering of a Report, in the order of the text report: a `findings` suite with
+one failed test case per finding (named by rule, check and operation, its root cause first in
+the message; the diagnosis in the suite's output), an `advice` suite, a `rules` suite with one
+test case per rule (the tally: failed, passed with its judgements, or skipped when never
+judged), a `suites` suite with the checks each suite could not make (SKIPPED, with the
+reason), and a `coverage` suite with the run's measure; and of the proxy's Tally: one test
+case per rule."""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from vpp_sandbox.contract_tests import model
-from vpp_sandbox.contract_tests.findings import REGISTRY, RULE_TITLES, rule_order
+from vpp_sandbox.contract_tests.digest import Finding
+from vpp_sandbox.contract_tests.findings import REGISTRY, RULE_TITLES
 from vpp_sandbox.contract_tests.proxy_report import RULES, Tally
-from vpp_sandbox.contract_tests.report import Failure, Report, SuiteResult
+from vpp_sandbox.contract_tests.report import Failure, Report
 
-__all__ = ["junit_xml", "proxy_junit_xml", "write_junit", "write_proxy_junit"]
+__all__ = ["finding_text", "junit_xml", "proxy_junit_xml", "write_junit", "write_proxy_junit"]
 
 
 def _case(parent: ET.Element, suite: str, name: str, seconds: float = 0.0) -> ET.Element:
@@ -21,49 +26,63 @@ def _case(parent: ET.Element, suite: str, name: str, seconds: float = 0.0) -> ET
     )
 
 
-def _fail(case: ET.Element, failures: list[Failure]) -> None:
-    first = failures[0]
-    node = ET.SubElement(
-        case,
-        "failure",
-        message=f"{first.label} ({first.check}) participation {first.participation}",
-        type=first.check,
-    )
-    node.text = "\n\n".join(f.render() for f in failures)
+def finding_text(finding: Finding) -> str:
+    """A finding whole: where it was met, its reproduction, every distinct message."""
+    shown = finding.reproduction
+    lines = [finding.where, "", shown.what]
+    if shown.curl:
+        lines += ["", "reproduce: " + shown.curl.replace("\n", " ")]
+    others = list(dict.fromkeys(f.what for f in finding.failures if f.what != shown.what))
+    if others:
+        lines += ["", f"also ({len(others)} other message(s)):"]
+        lines += [f"  [{f.suite}] {f.what}" for f in finding.failures if f.what in others][:50]
+    return "\n".join(lines)
 
 
-def _suite(root: ET.Element, report: Report, s: SuiteResult) -> None:
-    node = ET.SubElement(root, "testsuite", name=s.name, time=f"{s.seconds:.3f}")
-    cov = report.coverage
-    judged: dict[str, dict[str, int]] = {}
-    for (suite, check), n in cov.exercised.items():
-        if suite == s.name and check in REGISTRY:
-            judged.setdefault(REGISTRY[check].rule, {})[check] = n
-    ours = [f for f in s.failures if f.kind == "rule"]
-    rules = set(judged) | {f.rule for f in ours}
-    for rule in sorted(rules, key=rule_order):
-        case = _case(node, s.name, f"rule {rule}: {RULE_TITLES.get(rule, '')}".strip())
-        failed = [f for f in ours if f.rule == rule]
-        if failed:
-            _fail(case, failed)
-        out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(f"{check}: judged {n}x" for check, n in sorted(
-            judged.get(rule, {}).items()))
-    for (suite, check), reason in sorted(cov.skipped.items()):
-        if suite == s.name:
-            info = REGISTRY[check]
-            case = _case(node, s.name, f"rule {info.rule}: {check}")
-            ET.SubElement(case, "skipped", message=reason)
-    others: dict[str, list[Failure]] = {}
-    for f in s.failures:
-        if f.kind != "rule":
-            others.setdefault(f"{f.label}: {f.check}", []).append(f)
-    for name, failures in others.items():
-        _fail(_case(node, s.name, name), failures)
-    if s.skipped and not len(node):
-        ET.SubElement(_case(node, s.name, s.name), "skipped", message=s.skipped)
-    if not len(node):
-        _case(node, s.name, f"{s.name}: {s.cases} cases", s.seconds)
+def _findings(root: ET.Element, report: Report) -> None:
+    node = ET.SubElement(root, "testsuite", name="findings")
+    diagnosis = report.diagnosis()
+    out = [f"{i}. {d.headline()}: {d.cause.why}" for i, d in enumerate(diagnosis, start=1)]
+    ET.SubElement(node, "system-out").text = "\n".join(out) or "No findings."
+    for i, d in enumerate(diagnosis, start=1):
+        for j, finding in enumerate(d.findings, start=1):
+            case = _case(node, d.cause.key, f"{i}.{j} {finding.title}")
+            ET.SubElement(
+                case, "failure", type=finding.check,
+                message=f"{d.cause.title}: {finding.reproduction.what}"[:500],
+            ).text = finding_text(finding)
+    advice = ET.SubElement(root, "testsuite", name="advice")
+    for finding in report.advice_findings:
+        case = _case(advice, "advice", f"advice: {finding.title}")
+        ET.SubElement(case, "system-out").text = finding_text(finding)
+    _totals(node)
+    _totals(advice)
+
+
+def _rules(root: ET.Element, report: Report) -> None:
+    node = ET.SubElement(root, "testsuite", name="rules")
+    for rule, findings, cases, judged in report.tally():
+        case = _case(node, "rules", f"rule {rule}: {RULE_TITLES.get(rule, 'the suite itself')}")
+        if findings:
+            ET.SubElement(case, "failure", type="rule",
+                          message=f"{findings} finding(s), {cases} failed case(s), {judged} "
+                                  "judgement(s) (see the findings suite)")
+        elif not judged:
+            ET.SubElement(case, "skipped", message="no check of this rule judged anything")
+        else:
+            ET.SubElement(case, "system-out").text = f"{judged} judgement(s), none failed"
+    _totals(node)
+
+
+def _suites(root: ET.Element, report: Report) -> None:
+    node = ET.SubElement(root, "testsuite", name="suites")
+    for s in report.suites:
+        case = _case(node, s.name, f"{s.name}: {s.cases} cases", s.seconds)
+        if s.skipped:
+            ET.SubElement(case, "skipped", message=s.skipped)
+    for (suite, check), reason in sorted(report.coverage.skipped.items()):
+        case = _case(node, suite, f"{suite}: rule {REGISTRY[check].rule}: {check}")
+        ET.SubElement(case, "skipped", message=reason)
     _totals(node)
 
 
@@ -105,8 +124,9 @@ def _totals(node: ET.Element) -> None:
 
 def junit_xml(report: Report) -> ET.ElementTree:
     root = ET.Element("testsuites", name="vpp-contract")
-    for s in report.suites:
-        _suite(root, report, s)
+    _findings(root, report)
+    _rules(root, report)
+    _suites(root, report)
     _coverage(root, report)
     suites = root.findall("testsuite")
     for key in ("tests", "failures", "skipped"):

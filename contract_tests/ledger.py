@@ -26,6 +26,7 @@ __all__ = [
     "Seen",
     "basic_credentials",
     "exchange_from_prepared",
+    "operation_of",
     "participations_in",
 ]
 
@@ -75,18 +76,7 @@ class Observation:
     @property
     def operation(self) -> str:
         """createBearerToken, createVppParticipation, listVppParticipations, … or ``other``."""
-        method, path = self.exchange.method.upper(), self.exchange.path.rstrip("/")
-        if path == "/login" and method == "GET":
-            return "createBearerToken"
-        if path == VPP:
-            return {"POST": "createVppParticipation", "GET": "listVppParticipations"}.get(
-                method, "other"
-            )
-        if path.startswith(VPP + "/") and path.count("/") == 2:
-            return {"GET": "retrieveVppParticipation", "POST": "updateVppParticipation"}.get(
-                method, "other"
-            )
-        return "other"
+        return operation_of(self.exchange.method, self.exchange.path)
 
     @property
     def path_id(self) -> str | None:
@@ -98,6 +88,22 @@ class Observation:
         """Participation objects in a 2xx body (one, or each item of a list)."""
         if 200 <= self.exchange.status < 300:
             yield from participations_in(self.exchange.data)
+
+
+def operation_of(method: str, path: str) -> str:
+    """The spec's operationId of a request, or ``other`` (outside every operation)."""
+    method, path = method.upper(), path.rstrip("/")
+    if path == "/login" and method == "GET":
+        return "createBearerToken"
+    if path == VPP:
+        return {"POST": "createVppParticipation", "GET": "listVppParticipations"}.get(
+            method, "other"
+        )
+    if path.startswith(VPP + "/") and path.count("/") == 2:
+        return {"GET": "retrieveVppParticipation", "POST": "updateVppParticipation"}.get(
+            method, "other"
+        )
+    return "other"
 
 
 def participations_in(data: Any) -> Iterator[dict[str, Any]]:
@@ -131,6 +137,10 @@ class Ledger:
             return None
         return self.tokens.get(auth[len("Bearer ") :].strip())
 
+    def identity_for(self, exchange: Exchange) -> Identity | None:
+        """The namespace an exchange speaks for (its token's), as the checks judge it."""
+        return self.identity_of(exchange.headers)
+
     def observe(self, exchange: Exchange, key: object | None = None) -> Observation:
         """Snapshot what was known, then learn from `exchange`; cached per response `key`."""
         with self._lock:
@@ -138,7 +148,7 @@ class Ledger:
                 held, obs = self._cache[id(key)]
                 if held is key:
                     return obs
-            identity = self.identity_of(exchange.headers)
+            identity = self.identity_for(exchange)
             obs = Observation(exchange, identity)
             ids = {str(p.get("id")) for p in obs.participations()} | {str(obs.path_id)}
             before = {i: _copy(self.objects[i]) for i in ids if i in self.objects}

@@ -15,7 +15,6 @@ from vpp_sandbox.contract_tests.findings import Check, broken, register
 from vpp_sandbox.contract_tests.ledger import Observation, basic_credentials
 
 __all__ = [
-    "ERROR_CODES",
     "ResponseCheck",
     "bearer_token_is_as_documented",
     "control_active_iff_active",
@@ -23,8 +22,10 @@ __all__ = [
     "entry_times_within_object_times",
     "error_body_is_error_object",
     "history_follows_transitions",
+    "http_rules_hold_outside_the_spec",
     "identity_matches_token",
     "object_times_are_exact",
+    "outside_the_spec_answered_as_the_sandbox",
     "pending_tail_is_legal_path",
     "rate_limit_answer_is_documented",
     "response_matches_schema",
@@ -44,37 +45,22 @@ VPP_OPERATIONS = (
     "retrieveVppParticipation",
     "updateVppParticipation",
 )
-# Section 7's table and the spec's Error.code: the codes each status may carry.
-ERROR_CODES: Mapping[int, frozenset[str]] = {
-    400: frozenset(
-        {
-            "invalid_request_body",
-            "invalid_parameter",
-            "participation_state_invalid",
-            "unsupported_media_type",
-        }
-    ),
-    401: frozenset(
-        {"authentication_required", "token_invalid", "token_expired", "credentials_invalid"}
-    ),
-    404: frozenset({"participation_not_found", "route_not_found"}),
-    405: frozenset({"method_not_allowed"}),
-    409: frozenset({"invalid_state_transition", "participation_exists"}),
-    413: frozenset({"request_too_large"}),
-    415: frozenset({"unsupported_media_type"}),
-    429: frozenset({"rate_limited"}),
-    500: frozenset({"internal_error"}),
-}
-
-
+SPEC_OPERATIONS = ("createBearerToken", *VPP_OPERATIONS)
 ResponseCheck = Check[[Observation]]
 
 
 def response_check(
-    number: str, *, schemathesis: bool = True, idle: str = ""
+    number: str, *, schemathesis: bool = True, idle: str = "", advice: bool = False
 ) -> Callable[[Callable[[Observation], bool]], ResponseCheck]:
     """Register a check that runs on every exchange (suites, Schemathesis, live traffic)."""
-    return register(number, per_response=True, schemathesis=schemathesis, idle=idle)
+    return register(
+        number, per_response=True, schemathesis=schemathesis, idle=idle, advice=advice
+    )
+
+
+def in_the_spec(obs: Observation) -> bool:
+    """The request is one of the spec's operations (what the spec binds)."""
+    return obs.operation in SPEC_OPERATIONS
 
 
 # -- defensive accessors (trap T13: only AssertionError may escape) ---------------------------
@@ -429,11 +415,18 @@ def object_times_are_exact(obs: Observation) -> bool:
 
 @response_check("§7")
 def error_body_is_error_object(obs: Observation) -> bool:
-    """Section 7 (and rule 14's error format): every 4xx/5xx is the Flatpeak error object, with
-    a code of its status and the token's mode."""
+    """Section 7 (and rule 14's error format): every 4xx/5xx of an operation of the spec is the
+    Flatpeak error object, with a code the spec gives its status and the token's mode."""
     ex = obs.exchange
-    if ex.status < 400:
+    if ex.status < 400 or not in_the_spec(obs):
         return False
+    _error_object(obs, schemas.error_codes().get(ex.status, frozenset()))
+    return True
+
+
+def _error_object(obs: Observation, codes: frozenset[str]) -> None:
+    """The Flatpeak error object, with one of `codes` (any code when empty)."""
+    ex = obs.exchange
     pid = obs.path_id or "-"
     ctype = next((v for k, v in ex.response_headers.items() if k.lower() == "content-type"), "")
     if not ctype.startswith("application/json"):
@@ -449,8 +442,7 @@ def error_body_is_error_object(obs: Observation) -> bool:
     for key in ("code", "message", "context"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise broken(pid, f"{ex.status} error has no {key}")
-    codes = ERROR_CODES.get(500 if ex.status >= 500 else ex.status)
-    if codes is not None and body["code"] not in codes:
+    if codes and body["code"] not in codes:
         raise broken(
             pid, f"{ex.status} has code {body['code']!r}; a {ex.status} is one of {sorted(codes)}"
         )
@@ -466,15 +458,49 @@ def error_body_is_error_object(obs: Observation) -> bool:
             f"live_mode {expected_live}"
         )
     parse_time(body.get("time_created"), pid, "error time_created")
-    return True
 
 
 @response_check("§7")
 def server_never_errs(obs: Observation) -> bool:
-    """Section 7: no 5xx from any request, valid or invalid."""
+    """Section 7: no 5xx from any request to an operation of the spec, valid or invalid."""
     ex = obs.exchange
+    if not in_the_spec(obs):
+        return False
     if ex.status >= 500:
         raise broken(obs.path_id or "-", f"{ex.method} {ex.path} gave {ex.status}")
+    return True
+
+
+@response_check("§7", idle="the run sent no request outside the spec's operations answered 405")
+def http_rules_hold_outside_the_spec(obs: Observation) -> bool:
+    """Section 7: outside the spec's operations (unknown routes, undeclared methods) only what
+    HTTP requires holds: a 405 carries an Allow header (RFC 9110, 15.5.6)."""
+    ex = obs.exchange
+    if in_the_spec(obs) or ex.status != 405:
+        return False
+    allow = next((v for k, v in ex.response_headers.items() if k.lower() == "allow"), None)
+    if allow is None:
+        raise broken("-", f"{ex.method} {ex.path} answered 405 without an Allow header, which "
+                          "RFC 9110 requires")
+    return True
+
+
+# The codes the sandbox answers outside the spec's operations (docs/contract-rules.md).
+_SANDBOX_OUTSIDE = {404: "route_not_found", 405: "method_not_allowed"}
+
+
+@response_check("§7", advice=True)
+def outside_the_spec_answered_as_the_sandbox(obs: Observation) -> bool:
+    """Section 7, advice: outside the spec's operations the sandbox answers an unknown route
+    404 route_not_found and an undeclared method 405 method_not_allowed, in the error object,
+    never a 5xx; the spec leaves these answers to the implementation (a gateway may differ)."""
+    ex = obs.exchange
+    if in_the_spec(obs) or ex.status < 400:
+        return False
+    if ex.status >= 500:
+        raise broken("-", f"{ex.method} {ex.path} gave {ex.status}")
+    want = _SANDBOX_OUTSIDE.get(ex.status)
+    _error_object(obs, frozenset({want}) if want else frozenset())
     return True
 
 

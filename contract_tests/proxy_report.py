@@ -5,12 +5,13 @@ it was seen, the request's body as the client sent it and the upstream's URL. It
 carries the request and the response with secrets replaced by shell variables (`$VPP_TOKEN`,
 `$VPP_BASIC`), and a curl command that replays the request against the upstream. The Tally
 counts exchanges, how many each rule judged and how many broke it (bounded: counters, and the
-first few violations of each rule for JUnit, which `junit.py` renders) and renders the summary
-printed at exit.
+first few violations of each rule for JUnit, which `junit.py` renders, kept without the
+answers' bodies) and renders the summary printed at exit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from collections import Counter
@@ -38,6 +39,7 @@ _QUIET_HEADERS = frozenset({
 })
 _BODY_MAX = 256 * 1024  # characters of a body kept in a log line
 EXAMPLES_PER_RULE = 20  # violations of each rule kept in memory for the JUnit report
+_KEPT_TEXT = 4096  # characters of an answer kept with each of them
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -139,6 +141,18 @@ class LogEntry:
             "curl": self.curl,
         }
 
+    def kept(self) -> LogEntry:
+        """This entry as the tally keeps it for JUnit (message, reproduction): the answer's text
+        cut to its start and its parsed body dropped, so what is kept is bounded by the count
+        of entries, not by the size of the answers they were on."""
+        ex = self.exchange
+        slim = dataclasses.replace(ex, text=ex.text[:_KEPT_TEXT], data=None)
+        v = self.violation
+        return dataclasses.replace(
+            self, exchange=slim,
+            violation=Violation(v.rule, v.check, v.participation, v.message, slim),
+        )  # fmt: skip
+
     def line(self) -> str:
         """One line for the terminal."""
         v = self.violation
@@ -154,6 +168,7 @@ class Tally:
     checked: int = 0
     upstream_errors: Counter[str] = field(default_factory=Counter)
     check_errors: int = 0  # exchanges a check could not judge (a bug: reported, passed on)
+    abandoned: int = 0  # requests whose client left before the body was whole: not forwarded
     applied: Counter[str] = field(default_factory=Counter)
     broken: Counter[str] = field(default_factory=Counter)
     by_check: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -170,7 +185,7 @@ class Tally:
         self.by_check[(entry.rule, entry.check)] += 1
         kept = self.examples.setdefault(entry.rule, [])
         if len(kept) < EXAMPLES_PER_RULE:
-            kept.append(entry)
+            kept.append(entry.kept())
 
     @property
     def violations(self) -> int:
@@ -185,6 +200,9 @@ class Tally:
             lines.append(f"  upstream {kind}: {count}")
         if self.check_errors:
             lines.append(f"  exchanges the checks could not judge: {self.check_errors}")
+        if self.abandoned:
+            lines.append(f"  requests left by their client before the body was whole (not "
+                         f"forwarded): {self.abandoned}")
         lines.append(f"  {'rule':<8}{'applied':>9}{'violations':>12}  checks")
         for rule in RULES:
             names = ", ".join(

@@ -24,7 +24,7 @@ from vpp_sandbox.contract_tests.html_report import write_html
 from vpp_sandbox.contract_tests.junit import write_junit
 from vpp_sandbox.contract_tests.ledger import Ledger
 from vpp_sandbox.contract_tests.lists import run_pagination
-from vpp_sandbox.contract_tests.report import PROFILES, Failure, Options, Report, SuiteResult
+from vpp_sandbox.contract_tests.report import PROFILES, Options, Report, SuiteResult
 from vpp_sandbox.contract_tests.semantics import run_semantics
 from vpp_sandbox.contract_tests.session import Session
 from vpp_sandbox.contract_tests.suites import run_cross_request, run_isolation, run_security
@@ -86,22 +86,11 @@ def run_suites(
             except Exception as exc:  # a dead server or a bug: report it, run the other suites
                 session.error(f"{name}_aborted", f"{type(exc).__name__}: {exc}")
                 result = SuiteResult(name, cases=session.calls, failures=list(session.failures))
+            # Every failed judgement is kept: the report groups them into findings, and the
+            # diagnosis needs each answer a cause was found on.
             result.seconds = result.seconds or time.monotonic() - started
-            if name not in ("conformance", "stateful"):
-                result.failures = _unique(result.failures)
         report.suites.append(result)
     return report
-
-
-def _unique(failures: list[Failure]) -> list[Failure]:
-    seen: set[tuple[str, str, str]] = set()
-    out: list[Failure] = []
-    for f in failures:
-        key = (f.check, f.participation, f.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

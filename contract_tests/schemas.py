@@ -16,6 +16,7 @@ from vpp_sandbox import openapi
 
 __all__ = [
     "documented_statuses",
+    "error_codes",
     "request_media_types",
     "request_problem",
     "response_problem",
@@ -126,14 +127,94 @@ def _compile(
     # Requests: a time is any RFC 3339 date-time (a server may not refuse one the RFC allows).
     formats = {"date-time": rfc3339} if request else None
     validator = jsonschema_rs.Draft4Validator(root, validate_formats=True, formats=formats)
+    masked = jsonschema_rs.Draft4Validator(
+        root, validate_formats=True, formats=formats, mask=_MASK
+    )
 
     def problem(instance: Any) -> str | None:
-        for error in validator.iter_errors(instance):
-            where = "/".join(str(p) for p in error.instance_path) or "(the body)"
-            return f"{where}: {error.message}"
-        return None
+        if validator.is_valid(instance):  # stops at the first error, builds no message
+            return None
+        # The first error's message quotes the value that broke the schema: found with the
+        # value masked, then quoted only when it is short (a page of 8,000 items would make
+        # a message of megabytes, formatted while the GIL is held).
+        error = _first_error(masked, instance)
+        if error is None:
+            return None
+        if _short(_value_at(instance, error.instance_path)):
+            error = _first_error(validator, instance) or error
+        where = "/".join(str(p) for p in error.instance_path) or "(the body)"
+        return f"{where}: {error.message}"
 
     return problem
+
+
+_MASK = "the value (too long to quote)"
+_QUOTED = 2000  # a value quoted in a message has at most about this many parts and characters
+
+
+def _first_error(validator: Any, instance: Any) -> Any:
+    try:
+        validator.validate(instance)
+    except jsonschema_rs.ValidationError as error:
+        return error
+    return None
+
+
+def _value_at(instance: Any, path: Any) -> Any:
+    for step in path:
+        try:
+            instance = instance[step]
+        except (KeyError, IndexError, TypeError):
+            return instance
+    return instance
+
+
+def _short(value: Any) -> bool:
+    """Whether a JSON value is small enough to quote, looking at no more than `_QUOTED` parts."""
+    budget, stack = _QUOTED, [value]
+    while stack:
+        item = stack.pop()
+        size = len(item) if isinstance(item, str | list | dict) else 1
+        budget -= max(size, 1)
+        if budget < 0:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def _codes_in(spec: dict[str, Any], schema: Any) -> set[str]:
+    """The `code` enum an error response's schema gives (through $ref and allOf)."""
+    if not isinstance(schema, dict):
+        return set()
+    if "$ref" in schema:
+        return _codes_in(spec, _resolve(spec, schema, "schemas"))
+    found = set(schema.get("properties", {}).get("code", {}).get("enum", ()))
+    for part in schema.get("allOf", ()):
+        found |= _codes_in(spec, part)
+    return found
+
+
+@functools.cache
+def error_codes() -> dict[int, frozenset[str]]:
+    """status -> the error codes the spec's responses of that status give (its `code` enums)."""
+    spec = openapi.load()
+    out: dict[int, set[str]] = {}
+    for item in spec["paths"].values():
+        for method in _METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            for code, response in op.get("responses", {}).items():
+                if not str(code).isdigit() or int(code) < 400:
+                    continue
+                response = _resolve(spec, response, "responses")
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                out.setdefault(int(code), set()).update(_codes_in(spec, schema))
+    return {status: frozenset(codes) for status, codes in out.items()}
 
 
 def documented_statuses(operation: str) -> tuple[int, ...]:

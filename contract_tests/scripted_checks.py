@@ -17,6 +17,7 @@ __all__ = [
     "duplicate_enrolment_refused",
     "error_names_its_cause",
     "expired_token_rejected",
+    "foreign_create_is_independent",
     "foreign_cursor_refused",
     "foreign_id_not_found",
     "illegal_move_refused",
@@ -163,9 +164,9 @@ def walk_took_legal_moves(taken: int, sent: int) -> bool:
 
 @scripted("§7")
 def error_names_its_cause(answer: Exchange, status: int, code: str, what: str) -> bool:
-    """Section 7: an error has the status and code of its cause (unknown id 404
-    participation_not_found, malformed JSON 400 invalid_request_body, a body that is not JSON
-    415, an unknown route 404 route_not_found, a wrong method 405)."""
+    """Section 7: an error of an operation has the status and code of its cause (unknown id
+    404 participation_not_found, malformed JSON 400 invalid_request_body, a body that is not
+    JSON 415 unsupported_media_type)."""
     _answered(answer, status, (code,), "-", what)
     return True
 
@@ -186,6 +187,14 @@ def second_credential_is_distinct(same: bool) -> bool:
 def foreign_id_not_found(answer: Exchange, pid: str, what: str) -> bool:
     """Rule 13: another namespace gets 404 participation_not_found for the id."""
     _answered(answer, 404, ("participation_not_found",), pid, what)
+    return True
+
+
+@scripted("13")
+def foreign_create_is_independent(answer: Exchange, pid: str, state: str) -> bool:
+    """Rule 13 and §6: another namespace may enrol the same device in the same programme (201),
+    whatever state this namespace's participation is in: a 409 would show that it exists."""
+    _answered(answer, 201, (), pid, f"another namespace enrolling the device while it is {state}")
     return True
 
 
@@ -220,7 +229,9 @@ UNAUTHENTICATED_CODES: Mapping[str, tuple[str, ...]] = {
 @scripted("14")
 def unauthenticated_code_names_the_problem(answer: Exchange, kind: str) -> bool:
     """Rule 14 and §7: the 401's code names what was wrong (authentication_required,
-    token_invalid, token_expired, credentials_invalid)."""
+    token_invalid, token_expired, credentials_invalid); a login with a wrong key is a 401."""
+    if answer.status != 401 and kind == "wrong API key":
+        raise broken("-", f"a login with a wrong API key answered {answer.status}, not 401")
     if answer.status != 401:
         return False  # unauthenticated_request_rejected reports the status
     codes = UNAUTHENTICATED_CODES[kind]

@@ -6,7 +6,9 @@ edges (30 of the table and the six returns of a cancelled leave request). Walkin
 suite tries the illegal moves of each state on arrival (all of them, or a fixed, spread-out
 sample of `Options.illegal_per_state`), resubmits terminal states, and reads back after
 every move: the per-response checks judge each answer (the expected PENDING path after each
-kind of move, the records kept, rule 12's "a rejection changes nothing").
+kind of move, the records kept, rule 12's "a rejection changes nothing"). On arrival in each
+state (once per run) it makes §6's cases of that state: a second enrolment, the current state
+again, reasons where they do not belong.
 """
 
 from __future__ import annotations
@@ -96,8 +98,13 @@ def _record(state: str, current: str, reasons: list[str], turn: int) -> dict[str
 def run_transitions(session: Session, options: Options) -> SuiteResult:
     def body() -> None:
         tried: dict[str, set[str]] = {}
+        arrived: set[str] = set()
         for turn, route in enumerate(plan()):
-            _walk_route(session, route, options.illegal_per_state, tried, turn)
+            _walk_route(session, route, options.illegal_per_state, tried, turn, arrived)
+        for state in model.STATES:
+            if state not in arrived:
+                for check in (sc.duplicate_enrolment_refused, sc.malformed_update_refused):
+                    session.skip(check, f"no route reached {state}: its §6 cases were not tried")
 
     return timed("transitions", session, body)
 
@@ -108,17 +115,22 @@ def _walk_route(
     per_state: int | None,
     tried: dict[str, set[str]],
     turn: int,
+    arrived: set[str],
 ) -> None:
     created = session.create()
     if not session.expect(sc.well_formed_create_accepted, created):
         return
     p = obj(created)
     pid, device = str(p["id"]), str(p["device_id"])
+    programme = str((p.get("programme") or {}).get("id"))
     node: Node = ("ENROLMENT_REQUESTED", None)
     reasons: list[str] = []
     for i, target in enumerate([*route, None]):
         if not _try_illegal(session, pid, node, per_state, tried):
             return  # an illegal move was taken: the route is off the table
+        if node[0] not in arrived:
+            arrived.add(node[0])
+            _on_arrival(session, pid, device, programme, node[0], reasons)
         if target is None:
             break
         record = _record(target, node[0], reasons, turn + i)
@@ -129,10 +141,32 @@ def _walk_route(
         node = (target, node[0])
         session.retrieve(pid)  # rule 10: read back as written
     read_back(session, pid, device)  # and listed for its device
-    if node[0] in model.TERMINAL:
-        # A terminal participation accepts its own state again and nothing changes (§6).
-        resubmitted = session.update(pid, [{"state": node[0], "status": "IN_PROGRESS"}])
-        session.expect(sc.legal_move_accepted, resubmitted, pid, node[0], node[0])
+
+
+def _on_arrival(
+    session: Session, pid: str, device: str, programme: str, state: str, reasons: list[str]
+) -> None:
+    """§6 in every state, its legal and illegal sides, once each: a second enrolment of the
+    device (409 while not terminal, 201 once terminal); the current state again (200, nothing
+    changes, terminal states included); reasons where they do not belong (400: on a state
+    other than SUSPENDED, or SUSPENDED without any)."""
+    again = session.create(device_id=device, programme_id=programme)
+    if state in model.TERMINAL:
+        session.expect(sc.terminal_frees_the_device, again, pid)
+    else:
+        session.expect(sc.duplicate_enrolment_refused, again, pid)
+    same: dict[str, Any] = {"state": state, "status": "IN_PROGRESS"}
+    if state == "SUSPENDED":
+        same["suspension_reasons"] = reasons
+    resubmitted = session.update(pid, [same])
+    session.expect(sc.legal_move_accepted, resubmitted, pid, state, state)
+    wrong: dict[str, Any] = {"state": state, "status": "IN_PROGRESS"}
+    if state != "SUSPENDED":
+        wrong["suspension_reasons"] = ["OPERATOR_REQUEST"]
+    refused = session.update(pid, [wrong])
+    what = ("SUSPENDED without reasons" if state == "SUSPENDED"
+            else f"{state} with suspension_reasons")
+    session.expect(sc.malformed_update_refused, refused, pid, what)
 
 
 def _try_illegal(

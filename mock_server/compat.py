@@ -26,6 +26,9 @@ either implementation, chosen like uvicorn's `http="auto"`:
 Between requests uvicorn's own `timeout_keep_alive` applies (`keep_alive_timeout`). What comes
 after the head (header count, body size and read timeout, codings) is the intake middleware's
 (`mock_server/intake.py`): there an error body can carry the caller's namespace and clock.
+
+`vpp-sandbox proxy` is served with the same classes: the CLI gives them the proxy's `Limits`
+(its settings, its error context), so nothing here knows the sandbox's Settings but `of()`.
 """
 
 from __future__ import annotations
@@ -36,22 +39,28 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vpp_sandbox.mock_server.errors import error_body, status_of
-from vpp_sandbox.mock_server.settings import Settings
+
+if TYPE_CHECKING:
+    from vpp_sandbox.mock_server.settings import Settings
 
 __all__ = ["CompatError", "Guard", "Limits", "check", "implementation", "protocol_class"]
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The protocol-level limits of one server (from Settings)."""
+    """The protocol-level limits of one server: the sandbox's (`of(settings)`), or any other
+    server's that serves with them (`vpp-sandbox proxy`, composed in the CLI)."""
 
     max_header_bytes: int
     header_timeout: float
     idle_timeout: float
     max_connections: int
+    http: str = "auto"  # auto, httptools or h11
+    context: str = "api"  # the `context` of the error objects answered here
+    server: str = "The sandbox"  # who is busy, in the 503's message
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
@@ -60,24 +69,29 @@ class Limits:
             header_timeout=settings.header_timeout,
             idle_timeout=settings.idle_timeout,
             max_connections=settings.max_connections,
+            http=settings.http,
         )
 
 
-def implementation(settings: Settings) -> str:
+def implementation(http: str) -> str:
     """`httptools` or `h11`: the one asked for, or (auto) httptools when it is installed."""
-    if settings.http != "auto":
-        return settings.http
+    if http != "auto":
+        return http
     return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 def error_response(
-    code: str, message: str, default_headers: list[tuple[bytes, bytes]], extra: str = ""
+    code: str,
+    message: str,
+    default_headers: list[tuple[bytes, bytes]],
+    extra: str = "",
+    context: str = "api",
 ) -> bytes:
     """A whole HTTP/1.1 response carrying the error object; the connection closes after it.
 
     Written before any request reached the app: no token was read, so test mode, real time.
     """
-    body = error_body(code, message, context="api", live_mode=False, now=datetime.now(UTC))
+    body = error_body(code, message, context=context, live_mode=False, now=datetime.now(UTC))
     payload = json.dumps(body).encode()
     status = status_of(code)
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
@@ -116,8 +130,8 @@ class Guard:
         if len(self.connections) > self.limits.max_connections:
             self.guard_refuse(
                 "server_busy",
-                f"The sandbox has {self.limits.max_connections} connections open, its limit; "
-                "retry after a second, and close connections you no longer use.",
+                f"{self.limits.server} has {self.limits.max_connections} connections open, "
+                "its limit; retry after a second, and close connections you no longer use.",
                 extra="retry-after: 1",
             )
             return
@@ -202,7 +216,9 @@ class Guard:
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
             defaults = list(getattr(self.server_state, "default_headers", []))
-            self.transport.write(error_response(code, message, defaults, extra))
+            self.transport.write(
+                error_response(code, message, defaults, extra, self.limits.context)
+            )
         self.transport.close()
 
 
@@ -310,10 +326,11 @@ _METHODS = {
 _ATTRIBUTES = ("loop", "connections", "cycle", "server_state")
 
 
-def check(settings: Settings) -> str:
-    """Verify, before serving, that uvicorn still has what the limits are built on; the
-    implementation's name, or `CompatError` saying what is missing and what to do."""
-    name = implementation(settings)
+def check(http: str) -> str:
+    """Verify, before serving, that uvicorn still has what the limits are built on; the name
+    of the implementation `http` (auto, httptools, h11) picks, or `CompatError` saying what is
+    missing and what to do."""
+    name = implementation(http)
     base = _httptools_base() if name == "httptools" else _h11_base()
     missing = [m for m in _METHODS[name] if not callable(getattr(base, m, None))]
     if not missing:
@@ -348,10 +365,9 @@ async def _no_app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no co
     pass
 
 
-def protocol_class(settings: Settings) -> type[asyncio.Protocol]:
-    """The class for uvicorn's `http=`: the settings' implementation with the limits added."""
-    limits = Limits.of(settings)
-    if implementation(settings) == "httptools":
+def protocol_class(limits: Limits) -> type[asyncio.Protocol]:
+    """The class for uvicorn's `http=`: the limits' implementation with the limits added."""
+    if implementation(limits.http) == "httptools":
         return _httptools_class(limits)
     return _h11_class(limits)
 
@@ -364,5 +380,7 @@ def __getattr__(name: str) -> Any:
     `serve` process exported for them.
     """
     if name == "WorkerProtocol":
-        return protocol_class(Settings.for_worker())
+        from vpp_sandbox.mock_server.settings import Settings
+
+        return protocol_class(Limits.of(Settings.for_worker()))
     raise AttributeError(name)

@@ -209,6 +209,7 @@ class Control:
         return answer, 200
 
     async def create_sandbox_account(self, facts: Facts) -> Result:
+        self.state.authenticator.admin_caller(facts.caller)  # the scheme is optional in the spec
         made = await self.state.accounts.create(_caller(facts), self.state.clock.real())
         answer = {
             "object": "sandbox_account",

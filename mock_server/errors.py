@@ -163,6 +163,7 @@ class Router:
 
     def __init__(self, paths: Mapping[str, Any]) -> None:
         self._routes: list[tuple[re.Pattern[str], dict[str, str]]] = []
+        self._paths: dict[str, dict[str, str]] = {}
         for path, item in paths.items():
             rx = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"
             ops = {
@@ -171,6 +172,15 @@ class Router:
                 if isinstance(op, Mapping) and "operationId" in op
             }
             self._routes.append((re.compile(rx), ops))
+            self._paths[path] = ops
+
+    def capture(self, operation_id: str) -> re.Pattern[str]:
+        """The path of `operation_id` as a regex whose one group is its path parameter."""
+        for path, ops in self._paths.items():
+            if operation_id in ops.values():
+                escaped = re.escape(path)
+                return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "([^/]+)", escaped) + "$")
+        raise KeyError(operation_id)
 
     def match(self, path: str) -> dict[str, str] | None:
         """The operations of the path (method -> operationId), or None (no such route)."""

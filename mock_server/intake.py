@@ -14,20 +14,27 @@ caller's namespace and clock):
   the body, or a slow client) and within `max_body_bytes` (413, also for chunked bodies).
 
 The body is handed on with its true Content-Length and without Transfer-Encoding, so a
-chunked body is validated like any other.
+chunked body is validated like any other; a client that leaves before its body is whole has
+nothing handed on.
+
+`vpp-sandbox proxy` is served with the same intake (composed in the CLI): without the
+trailing-slash rule and the media checks (codings and charsets are the upstream's to judge),
+its refusals answered by `Refusals`, as the sandbox's are by its one error renderer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vpp_sandbox.mock_server.errors import ApiError
+from vpp_sandbox.mock_server.errors import ApiError, error_body, status_of
 
-__all__ = ["IntakeMiddleware", "charset_of", "replay"]
+__all__ = ["IntakeMiddleware", "Refusals", "charset_of", "replay"]
 
 # An error answered here may leave part of the request on the wire: the connection closes.
 CLOSE = {"Connection": "close"}
@@ -58,14 +65,16 @@ class IntakeMiddleware:
         max_headers: int,
         max_header_bytes: int,
         body_timeout: float,
-        route_of: Match,
+        route_of: Match | None = None,
+        media: bool = True,
     ) -> None:
         self.app = app
         self.limit = max_body_bytes
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
         self.body_timeout = body_timeout
-        self.route_of = route_of
+        self.route_of = route_of  # None: no path loses its trailing slash
+        self.media = media  # False: codings and charsets are passed on unjudged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,7 +123,7 @@ class IntakeMiddleware:
         if not has_body:  # HTTP/1.1: no Content-Length and no Transfer-Encoding, no body
             await self.app(scope, receive, send)
             return
-        refusal = self._refuse_encoding(headers)
+        refusal = self._refuse_encoding(headers) if self.media else None
         if refusal is not None:
             raise ApiError("unsupported_media_type", refusal, CLOSE)
         if declared is not None and int(declared) > self.limit:
@@ -142,7 +151,7 @@ class IntakeMiddleware:
         """`/vpp-participations/` is `/vpp-participations` (a 307 with no body helps nobody)."""
         path: str = scope["path"]
         stripped = path.rstrip("/")
-        if len(path) < 2 or stripped == path or not stripped:
+        if len(path) < 2 or stripped == path or not stripped or self.route_of is None:
             return scope
         if self.route_of(stripped) is None:
             return scope  # not an API route (the Swagger UI's /ui/ keeps its slash)
@@ -220,3 +229,34 @@ def replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class Refusals:
+    """The intake's refusals as error objects, for a server without the sandbox's pipeline
+    (`vpp-sandbox proxy`): written before any token was read, so test mode and real time."""
+
+    def __init__(
+        self, app: ASGIApp, *, context: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.app = app
+        self.context = context
+        self.headers = dict(headers or {})  # added to every refusal (a marker of the server)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ApiError as exc:  # raised by the intake, before the app below answered
+            body = error_body(
+                exc.code, exc.message, context=self.context, live_mode=False,
+                now=datetime.now(UTC),
+            )  # fmt: skip
+            payload = json.dumps(body).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *((k.lower().encode("latin-1"), v.encode("latin-1"))
+                  for k, v in {**self.headers, **exc.headers}.items()),
+            ]  # fmt: skip
+            await send({"type": "http.response.start", "status": status_of(exc.code),
+                        "headers": headers})  # fmt: skip
+            await send({"type": "http.response.body", "body": payload, "more_body": False})

@@ -594,17 +594,27 @@ def _need_reasons(i: int) -> InvalidTimeline:
     )
 
 
-def _illegal(participation_id: str, frm: State, to: State, ret: State | None) -> IllegalTransition:
+def _illegal(
+    participation_id: str, frm: State, to: State, ret: State | None, recorded: bool = False
+) -> IllegalTransition:
+    """The 409 of a forbidden move; `recorded`: the record repeats a state already in the
+    history (a client sending the whole timeline back), so the message says what to send."""
     allowed = allowed_next(frm, ret)
+    resend = (
+        f" {to.value} is already in the history: send only the records that follow the "
+        f"current state {frm.value}, not the timeline recorded so far."
+        if recorded
+        else ""
+    )
     if not allowed:
         return IllegalTransition(
             f"{participation_id} is {frm.value}, a terminal state: it accepts no further "
-            "updates. Create a new participation to enrol the device again."
+            f"updates. Create a new participation to enrol the device again.{resend}"
         )
     names = ", ".join(s.value for s in State if s in allowed)
     return IllegalTransition(
         f"Cannot move {participation_id} from {frm.value} to {to.value}. "
-        f"Allowed next states: {names}."
+        f"Allowed next states: {names}.{resend}"
     )
 
 
@@ -707,7 +717,8 @@ def apply_update(
     new_entries: list[Entry] = []
     for i, r in enumerate(steps):
         if not is_legal(state, r.state, ret):
-            raise _illegal(participation.id, state, r.state, ret)
+            recorded = i == 0 and any(e.state is r.state for e in participation.history)
+            raise _illegal(participation.id, state, r.state, ret, recorded)
         # A time the server assigns never goes back: another writer may have stored a later
         # second between this request's clock reading and its turn to write.
         occurred = r.occurred_at if r.occurred_at is not None else max(now, last_at)

@@ -235,10 +235,13 @@ class Identify:
         *,
         state: Any,  # handlers.AppState: its clock and authenticator may be swapped by tests
         admin_key: str | None,
+        single: Callable[[Scope], str | None] = lambda scope: None,
     ) -> None:
         self.app = app
         self.state = state
         self.admin_key = None if admin_key is None else admin_key.encode()
+        # The participation id of a request that reads one (a retrieve): read with the clock.
+        self.single = single
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -272,12 +275,30 @@ class Identify:
             return
         namespace = caller.namespace
         assert namespace is not None
-        clock = self.state.clock
-        stored, facts.earliest_due, facts.faults = await self.state.store.namespace_state(
-            namespace
+        facts.prefetched_id = self.single(scope)
+        read = await self.state.store.namespace_state(namespace, facts.prefetched_id)
+        facts.clock = read.clock or ClockState()
+        facts.earliest_due, facts.faults, facts.prefetched = (
+            read.earliest_due,
+            read.faults,
+            read.participation,
         )
-        facts.clock = stored or ClockState()
-        facts.now = facts.clock.now(clock.real())
+        facts.now = facts.clock.now(self.state.clock.real())
+
+
+def single_read(router: Router, operation_id: str) -> Callable[[Scope], str | None]:
+    """The path parameter of a GET of `operation_id` (its path has one), else None: a cheap
+    look at the path, so Identify can read that row with the clock (the operation is still
+    routed, checked and validated by Connexion; a wrong guess only costs an unused column)."""
+    pattern = router.capture(operation_id)
+
+    def single(scope: Scope) -> str | None:
+        if scope["method"] not in ("GET", "HEAD"):
+            return None
+        found = pattern.match(scope["path"])
+        return None if found is None else found[1]
+
+    return single
 
 
 def stack(
@@ -291,10 +312,11 @@ def stack(
     faults: Callable[[ASGIApp], ASGIApp],
 ) -> list[Any]:
     """The middleware list for `ConnexionMiddleware(middlewares=...)`, outermost first."""
+    single = single_read(router, "retrieveVppParticipation")
     return [
         functools.partial(Front, journal=journal),
         functools.partial(Errors, router=router, real=real),
-        functools.partial(Identify, state=state, admin_key=admin_key),
+        functools.partial(Identify, state=state, admin_key=admin_key, single=single),
         intake,
         RoutingMiddleware,
         SecurityMiddleware,

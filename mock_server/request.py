@@ -66,6 +66,9 @@ class Facts:
     earliest_due: str | None = None
     # Whether fault rules wait for the namespace (/_sandbox/faults), read with the clock.
     faults: bool = False
+    # A retrieve's participation, read with the clock (its stored JSON; None: not found).
+    prefetched_id: str | None = None
+    prefetched: str | None = None
     now: datetime | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     body: Any = None

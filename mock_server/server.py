@@ -214,7 +214,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     import uvicorn
 
-    from vpp_sandbox.mock_server.compat import CompatError, check, protocol_class
+    from vpp_sandbox.mock_server.compat import CompatError, Limits, check, protocol_class
 
     out = out or sys.stdout
     if settings.workers > 1 and settings.db == ":memory:":
@@ -225,7 +225,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         )
         return 2
     try:
-        http = check(settings)  # what the connection limits are built on, before anything
+        http = check(settings.http)  # what the connection limits are built on, before anything
     except CompatError as exc:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
         return 2
@@ -274,7 +274,7 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         # mock_server/compat.py. No access log line per request (VPP_LOG_LEVEL=info still
         # logs the rest).
         "loop": "auto",
-        "http": protocol_class(settings)
+        "http": protocol_class(Limits.of(settings))
         if settings.workers == 1
         else "vpp_sandbox.mock_server.compat:WorkerProtocol",
         "h11_max_incomplete_event_size": settings.max_header_bytes,

@@ -135,11 +135,13 @@ class UnknownCursor(StoreError):
 
 
 class NamespaceState(NamedTuple):
-    """A namespace's clock, earliest due step and waiting fault rules (`namespace_state`)."""
+    """A namespace's clock, earliest due step, waiting fault rules and, when asked, one
+    participation's stored JSON (`namespace_state`)."""
 
     clock: ClockState | None
     earliest_due: str | None
     faults: bool = False
+    participation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -814,23 +816,33 @@ class Store:
             )
         return None if row is None else _clock_state(row)
 
-    async def namespace_state(self, namespace: Namespace) -> NamespaceState:
+    async def namespace_state(
+        self, namespace: Namespace, participation_id: str | None = None
+    ) -> NamespaceState:
         """What every request of the namespace needs first, in one read: its stored clock
         (None: real time, untouched), its earliest due autopilot step (formatted as
-        `next_due_at`, or None) and whether fault rules wait for it."""
+        `next_due_at`, or None), whether fault rules wait for it, and, when asked, one
+        participation's stored JSON (None: no such participation in the namespace), so a
+        retrieve is one round trip."""
+        args: tuple[Any, ...] = (*_ns(namespace), *_ns(namespace), *_ns(namespace))
+        body = "NULL"
+        if participation_id is not None:
+            body = f"(SELECT body FROM participations WHERE id=? AND {_NS})"
+            args = (participation_id, *_ns(namespace), *args)
         async with self._read() as tx:
             row = await tx.fetchone(
-                "SELECT (SELECT MIN(next_due_at) FROM participations WHERE account_id=? "
-                "AND live_mode=? AND next_due_at IS NOT NULL), "
+                f"SELECT {body}, (SELECT MIN(next_due_at) FROM participations WHERE "
+                "account_id=? AND live_mode=? AND next_due_at IS NOT NULL), "
                 "EXISTS (SELECT 1 FROM sandbox_faults WHERE account_id=? AND live_mode=?), "
                 "c.offset_us, c.frozen_at, c.autopilot FROM (SELECT 1 AS one) AS o "
                 "LEFT JOIN sandbox_clocks c ON c.account_id=? AND c.live_mode=?",
-                (*_ns(namespace), *_ns(namespace), *_ns(namespace)),
+                args,
             )
         assert row is not None
-        earliest = None if row[0] is None else str(row[0])
-        clock = None if row[2] is None else _clock_state(row[2:])
-        return NamespaceState(clock, earliest, bool(row[1]))
+        earliest = None if row[1] is None else str(row[1])
+        clock = None if row[3] is None else _clock_state(row[3:])
+        found = None if row[0] is None else str(row[0])
+        return NamespaceState(clock, earliest, bool(row[2]), found)
 
     async def save_clock_state(self, namespace: Namespace, state: ClockState | None) -> None:
         """Store the namespace's clock (None: forget it, back to real time)."""

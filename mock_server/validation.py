@@ -23,6 +23,7 @@ import jsonschema_rs
 import orjson
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
 from jsonschema import Draft4Validator, FormatChecker, ValidationError, validators
+from jsonschema.exceptions import best_match
 from starlette.types import Receive, Scope
 
 from vpp_sandbox.mock_server.encoding import STORED_KEY
@@ -416,12 +417,30 @@ def _describe(error: ValidationError) -> str:
     if kind == "minProperties":
         known = ", ".join(sorted(error.schema.get("properties", {})))
         return f"{where} must have at least {value} of the fields {known}."
+    if kind == "oneOf" and isinstance(error.schema.get("discriminator"), dict):
+        return _by_discriminator(error, where)
+    if kind == "not" and isinstance(value, dict) and value.get("description"):
+        return f"{where}: {value['description']}"
     if kind in ("oneOf", "anyOf"):
         options = " or ".join(_alternative(option) for option in value)
         about = str(error.schema.get("description", "")).strip()
         return f"{where} must be {options}." + (f" ({about})" if about else "")
     message = error.message if len(error.message) <= 200 else error.message[:200] + "…"
     return f"{where} is not valid: {message}."
+
+
+def _by_discriminator(error: ValidationError, where: str) -> str:
+    """What is wrong in the oneOf branch the discriminator names, or the values it takes."""
+    name = error.schema["discriminator"].get("propertyName")
+    value = error.instance.get(name) if isinstance(error.instance, dict) else None
+    known: list[Any] = []
+    for i, option in enumerate(error.validator_value):
+        allowed = option.get("properties", {}).get(name, {}).get("enum", ())
+        known += [v for v in allowed if v not in known]
+        found = [e for e in error.context if e.schema_path and e.schema_path[0] == i]
+        if value in allowed and found:
+            return _describe(best_match(found))
+    return f"{where}.{name} must be one of {', '.join(map(str, known))}."
 
 
 def _alternative(schema: Any) -> str:

@@ -27,6 +27,7 @@ from tests.contract_defects import (
     Scope,
 )
 from vpp_sandbox.mock_server.lifecycle import DESCRIPTIONS, State, expected_path
+from vpp_sandbox.mock_server.store import DuplicateParticipation, ParticipationNotFound
 from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 
 __all__ = ["PLANTED"]
@@ -466,6 +467,59 @@ class ExpiredTokenAccepted(Rewriter):
         return {**scope, "headers": [*headers, (b"authorization", f"Bearer {fresh}".encode())]}
 
 
+# -- rule 13 on writes and §6 in every state (issue 19: checked on a sample before) ------------
+
+
+class ForeignIllegalMoveLeaks(SqliteStore):
+    """An update of another namespace's id is judged against that participation before the
+    namespace is checked: a legal move is a 404, an illegal one a 409 (its existence leaks)."""
+
+    async def update(self, namespace: Any, participation_id: str, change: Any) -> str:
+        try:
+            return await super().update(namespace, participation_id, change)
+        except ParticipationNotFound:
+            async for p in self.participations():
+                if p.id == participation_id:
+                    change(p)  # raises the 409 of an illegal move; a legal one is not stored
+            raise
+
+
+class DuplicateAllowedWhileSuspended(SqliteStore):
+    """A device whose participation is SUSPENDED may enrol in the programme again (the
+    duplicate check counts only participations that are not suspended)."""
+
+    async def insert(self, participation: Any, *, admit: Any = None) -> str:
+        try:
+            return await super().insert(participation, admit=admit)
+        except DuplicateParticipation as exc:
+            existing = await self._suspended(exc.existing_id)
+            if not existing:
+                raise
+            async with self._tx() as tx:  # out of the unique index, still SUSPENDED to clients
+                await tx.execute("UPDATE participations SET terminal=1 WHERE id=?",
+                                 (exc.existing_id,))
+            return await super().insert(participation, admit=admit)
+
+    async def _suspended(self, participation_id: str) -> bool:
+        async for p in self.participations():
+            if p.id == participation_id:
+                return bool(p.current_state is State.SUSPENDED)
+        return False
+
+
+class ForeignEnrolmentBlocks(SqliteStore):
+    """A device enrolled in a programme in one namespace cannot be enrolled in it in another
+    (409 participation_exists: the other namespace's participation leaks)."""
+
+    async def insert(self, participation: Any, *, admit: Any = None) -> str:
+        async for p in self.participations():
+            if (p.device_id, p.programme.id) == (participation.device_id,
+                                                 participation.programme.id) and (
+                    p.current_state.value not in ("INELIGIBLE", "OFFBOARDED", "FAILED")):
+                raise DuplicateParticipation(p)
+        return await super().insert(participation, admit=admit)
+
+
 # name -> rule, the check that must name it, and how it is built (middleware or store).
 PLANTED: tuple[Defect, ...] = (
     Defect("forecast_predicts_cancellation", "§4", "pending_tail_is_expected",
@@ -507,4 +561,10 @@ PLANTED: tuple[Defect, ...] = (
     Defect("telemetry_active_when_lost", "§2", "telemetry_active_follows_timeline",
            TelemetryStaysActiveWhenLost),
     Defect("expired_token_accepted", "14", "expired_token_rejected", ExpiredTokenAccepted),
+    Defect("foreign_illegal_move_leaks", "13", "foreign_id_not_found",
+           store=ForeignIllegalMoveLeaks),
+    Defect("duplicate_allowed_while_suspended", "§6", "duplicate_enrolment_refused",
+           store=DuplicateAllowedWhileSuspended),
+    Defect("foreign_enrolment_blocks", "13", "foreign_create_is_independent",
+           store=ForeignEnrolmentBlocks),
 )

@@ -68,12 +68,14 @@ def running(
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = Served(f"http://127.0.0.1:{port}", proc)
         try:
-            deadline = time.monotonic() + 30
+            # Waited for as a condition: on a busy machine the first answer may be slow (a
+            # worker still starting), which is a reason to ask again, not a failure.
+            deadline = time.monotonic() + 60
             while True:
                 try:
-                    requests.get(server.base_url + probe, timeout=1).close()
+                    requests.get(server.base_url + probe, timeout=5).close()
                     break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         log.seek(0)
                         pytest.fail(f"{name} did not start: {log.read()[-2000:]!r}")

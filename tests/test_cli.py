@@ -89,11 +89,13 @@ def test_the_readme_tables_are_the_declared_settings() -> None:
         )
 
 
+@pytest.mark.slow
 def test_version() -> None:
     done = vpp_sandbox("--version")
     assert done.returncode == 0 and done.stdout.startswith("vpp-sandbox ")
 
 
+@pytest.mark.slow
 def test_test_takes_its_keys_from_variables_and_names_what_is_missing() -> None:
     done = vpp_sandbox("test", "--base-url", "http://127.0.0.1:9")
     assert done.returncode == 2
@@ -111,6 +113,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("base_url", "says"),
     [

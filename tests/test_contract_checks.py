@@ -242,3 +242,21 @@ def test_the_schema_check_holds_the_media_type_and_headers_the_spec_documents() 
     assert check(refused) is False
     with pytest.raises(AssertionError, match="bearer_token"):
         check(_answer(200, {"expires_in": 3600}, json_type, path="/login", headers=probe))
+
+
+def test_a_schema_problem_quotes_a_short_value_and_only_names_a_long_one() -> None:
+    """A page of 8,000 items broke maxItems with a message quoting all of it (9.5 MB, made
+    while the GIL was held); a short value is still quoted as it was."""
+    from vpp_sandbox.contract_tests.schemas import response_problem
+
+    page = {"object": "list", "url": "/vpp-participations", "has_more": False,
+            "data": [_participation(id=f"vpp_{n:024x}") for n in range(8000)]}
+    problem = response_problem("listVppParticipations", 200, page)
+    assert problem == (
+        "data: the value (too long to quote) has more than 100 items"
+    ), (problem or "")[:200]
+    short = {**page, "data": page["data"][:2], "has_more": "no"}
+    assert response_problem("listVppParticipations", 200, short) == (
+        'has_more: "no" is not of type "boolean"'
+    )
+    assert response_problem("listVppParticipations", 200, {**page, "data": []}) is None

@@ -41,6 +41,7 @@ ON_EVERY_ANSWER = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "defect", [d for d in DEFECTS if d.name in ON_EVERY_ANSWER], ids=lambda d: d.name
 )

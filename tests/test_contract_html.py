@@ -37,9 +37,15 @@ def report() -> Report:
 def test_the_report_is_one_self_contained_file(report: Report) -> None:
     html = render_html(report)
     assert "<script" not in html and "http://" not in html.split("<body>")[0]
-    assert 'href="' not in html and "src=" not in html  # no stylesheet, image or script to fetch
-    assert html.count('<details class="failure"') == len(report.failures) > 0
+    # No stylesheet, image or script to fetch: links stay inside the page.
+    assert 'href="' not in html.replace('href="#', "") and "src=" not in html
+    assert html.count('<details class="finding"') == len(report.findings) > 0
+    assert len(report.findings) < len(report.failures)  # one entry per finding, not per case
     assert "reproduce" in html and "control_active_iff_active" in html
+    # The diagnosis and the per-check table come before the findings; nothing is clipped.
+    assert html.index('id="diagnosis"') < html.index('class="rules"') < html.index(
+        '<details class="finding"')
+    assert "max-height" not in html and "max-width:1280px" not in html
     assert html.count('class="edge taken"') == report.summary.edges_taken == 36
     assert "Bearer ey" not in html  # tokens never printed
 
@@ -104,11 +110,10 @@ def test_a_headless_browser_renders_the_report(report: Report, tmp_path: Path) -
     write_html(report, page)
     dom = _chromium("--dump-dom", page.as_uri()).stdout
     assert '<span class="badge fail" id="verdict">FAILED</span>' in dom
-    assert dom.count('<details class="failure"') == len(report.failures)
-    assert dom.count('<details class="failure" open="">') == min(10, len(report.failures))
+    assert dom.count('<details class="finding"') == len(report.findings)
     assert "control_active_iff_active" in dom and "reproduce" in dom
-    for table in ('class="suites"', 'class="rules"', 'class="edges"', 'class="matrix"',
-                  'class="statuses"'):
+    for table in ('class="suites"', 'class="rules"', 'class="tally"', 'class="edges"',
+                  'class="matrix"', 'class="statuses"'):
         assert f"<table {table}>" in dom, table
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in dom and 'id="transition-graph"' in dom
     assert dom.count('class="edge taken"') == 36

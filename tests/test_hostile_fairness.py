@@ -111,7 +111,10 @@ def test_heavy_control_calls_never_hold_up_another_tenant(server: str) -> None:
     ]
     spans = []
     try:
-        time.sleep(0.2)  # B is answered before A starts
+        deadline = time.monotonic() + 30
+        while not b.answers:  # B is answered before A starts (a condition, not a pause)
+            assert time.monotonic() < deadline, "the other tenant got no answer"
+            time.sleep(0.01)
         for path, body in calls:
             started = time.monotonic()
             if path == "clock":

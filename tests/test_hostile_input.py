@@ -543,12 +543,14 @@ def test_a_500_after_an_update_was_committed_says_how_to_check(sb: Sandbox) -> N
 
 def test_a_500_on_a_read_still_says_nothing_changed(sb: Sandbox) -> None:
     pid = created(sb)
-    real_get = sb.store.get_json
+    real_read = sb.store.namespace_state  # a retrieve's one read: the clock and the row
 
-    async def get_then_break(*args: Any, **kwargs: Any) -> str:
-        await real_get(*args, **kwargs)
-        raise RuntimeError("the connection dropped")
+    async def read_then_break(*args: Any, **kwargs: Any) -> Any:
+        read = await real_read(*args, **kwargs)
+        if len(args) > 1 and args[1] == pid:  # the retrieve's read, not the login's
+            raise RuntimeError("the connection dropped")
+        return read
 
-    sb.store.get_json = get_then_break  # type: ignore[method-assign]
+    sb.store.namespace_state = read_then_break  # type: ignore[method-assign]
     error = assert_error(sb.get(pid), 500, "internal_error", RETRIEVE)
     assert error["message"].endswith("nothing was changed.")

@@ -234,6 +234,7 @@ def test_there_is_no_default_secret() -> None:
     assert a.secret != b.secret and len(a.secret) == 32
 
 
+@pytest.mark.slow
 def test_the_secret_is_kept_with_the_data_file(tmp_path: Path) -> None:
     """Tokens survive a restart on the same file; another data file's tokens do not verify."""
     first = make_sandbox(db=str(tmp_path / "a.db"))
@@ -316,6 +317,7 @@ def test_strong_credentials_beyond_loopback_do_not_warn() -> None:
     assert exposure_warning(Settings(host="0.0.0.0", accounts=STRONG, jwt_secret="k" * 32)) is None
 
 
+@pytest.mark.slow
 def test_serve_prints_the_warning_to_stderr(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

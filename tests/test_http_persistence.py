@@ -13,6 +13,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
 from tests.stores import sync
 from vpp_sandbox.mock_server.clock import Namespace
@@ -31,6 +33,7 @@ JOIN = [
 REASON_SETS = [list(c) for n in (1, 2) for c in combinations([r.value for r in Reason], n)][:20]
 
 
+@pytest.mark.slow
 def test_data_survives_a_restart_on_a_sqlite_file(tmp_path: Path) -> None:
     db = str(tmp_path / "sandbox.db")
     first = make_sandbox(db)

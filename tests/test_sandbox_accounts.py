@@ -215,6 +215,7 @@ def test_the_cap_on_accounts_gives_a_clear_error_and_frees_up_on_delete() -> Non
     create(sb)
 
 
+@pytest.mark.slow
 def test_accounts_survive_a_restart_and_keep_no_usable_key_in_the_data_file(
     tmp_path: Path,
 ) -> None:

@@ -201,6 +201,7 @@ def test_the_access_log_setting_comes_from_the_flag_or_the_environment() -> None
     assert Settings.from_env({"VPP_JOURNAL_SIZE": "7"}).journal_size == 7
 
 
+@pytest.mark.slow
 def test_serve_access_log_prints_lines_over_http() -> None:
     import requests
 

@@ -160,6 +160,7 @@ def test_post_world_replaces_this_namespace_only_and_maps_other_accounts() -> No
     assert len(ts.sb.list(limit=100).json()["data"]) == len(test_share)
 
 
+@pytest.mark.slow
 def test_a_big_world_is_built_in_its_own_process_and_loads_the_same(tmp_path: Path) -> None:
     size = IN_PROCESS_MAX + 500
     ts = timed_sandbox(str(tmp_path / "big.db"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from tests.stores import sync
@@ -71,3 +74,46 @@ def test_swagger_ui_and_specs_still_served(path: str) -> None:
 
     client = create_app(Settings(db=":memory:")).test_client()
     assert client.get(path).status_code == 200
+
+
+class CountingStore:
+    """The store, with each call of its coroutine methods counted by name."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.store, name)
+        if not asyncio.iscoroutinefunction(value):
+            return value
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await value(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_a_retrieve_is_one_read_of_the_store(db: str, request: pytest.FixtureRequest) -> None:
+    """One round trip: the participation is read with the namespace's clock (PostgreSQL)."""
+    from vpp_sandbox.mock_server.app import create_app
+    from vpp_sandbox.mock_server.stores import open_store
+
+    url = ":memory:" if db == "sqlite" else request.getfixturevalue("postgres").database()
+    counting = CountingStore(open_store(url))
+    client = create_app(Settings(db=url), counting).test_client()  # type: ignore[arg-type]
+    account = DEFAULT_ACCOUNT[0]
+    token = client.get("/login", auth=(account.account_id, account.api_key)).json()
+    headers = {"Authorization": f"Bearer {token['bearer_token']}"}
+    body = {"device_id": "dev_" + "4" * 24, "provider_id": "prv_" + "5" * 24,
+            "programme_id": "vpr_" + "6" * 24}
+    made = client.post("/vpp-participations", json=body, headers=headers).json()
+    counting.calls.clear()
+    got = client.get(f"/vpp-participations/{made['id']}", headers=headers)
+    assert got.status_code == 200 and got.json() == made
+    assert counting.calls == ["namespace_state"]
+    counting.calls.clear()
+    missing = client.get("/vpp-participations/vpp_" + "0" * 24, headers=headers)
+    assert missing.status_code == 404 and missing.json()["code"] == "participation_not_found"

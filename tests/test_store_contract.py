@@ -293,16 +293,16 @@ async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: St
 
 async def test_the_namespace_state_is_the_clock_and_the_earliest_due_step(store: Store) -> None:
     space = ns()
-    assert await store.namespace_state(space) == (None, None, False)
+    assert await store.namespace_state(space) == (None, None, False, None)
     first, second = make(space, at=START), make(space, at=START + timedelta(hours=1))
     await store.insert(second)
     await store.insert(first)
     state = ClockState(offset=timedelta(days=1), autopilot=False)
     await store.save_clock_state(space, state)
-    clock, earliest, _ = await store.namespace_state(space)
+    clock, earliest, _, _ = await store.namespace_state(space)
     assert clock == state
     assert earliest == store.row(first)[11] < store.row(second)[11]  # the sooner one
-    assert await store.namespace_state(ns()) == (None, None, False)
+    assert await store.namespace_state(ns()) == (None, None, False, None)
 
 
 # -- heavy work and deleted accounts (issue 18) ----------------------------------------------------

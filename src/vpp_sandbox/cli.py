@@ -1,12 +1,16 @@
-"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, nothing else.
+"""`vpp-sandbox serve | test | proxy | fixtures`: argument parsing and dispatch, and the proxy's
+composition with the sandbox's HTTP limits (`proxy_serving`: contract_tests imports no server
+code, so the composition root hands them in).
 
 Every setting is declared once, with its flag and its `VPP_` variable (`vpp_sandbox.options`):
-the server's in `mock_server.settings.Settings`, the contract run's and the proxy's below.
+the server's in `mock_server.settings.Settings`, the contract run's and the proxy's below (the
+proxy's HTTP limits are the server's declarations under `VPP_PROXY_` variables).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from collections.abc import Sequence
@@ -15,9 +19,10 @@ from importlib import metadata
 from typing import Any
 
 from vpp_sandbox import options
+from vpp_sandbox.mock_server.settings import Settings
 from vpp_sandbox.options import Option, choice, positive_float, positive_int, setting, whole
 
-__all__ = ["ContractOptions", "ProxyOptions", "build_parser", "main"]
+__all__ = ["ContractOptions", "ProxyOptions", "build_parser", "main", "proxy_serving"]
 
 # Connexion imports starlette's test client, which warns about httpx on every start; that is
 # noise for someone running the command (and for each process of `serve --workers N`, which
@@ -95,6 +100,15 @@ class ContractOptions:
     )
 
 
+def _server_setting(name: str) -> Any:
+    """One of `serve`'s settings for the proxy: its flag, meaning and default as the server
+    declares it, its variable under VPP_PROXY_ (VPP_MAX_HEADERS: VPP_PROXY_MAX_HEADERS)."""
+    item = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    option: Option = item.metadata["option"]
+    env = option.env.replace("VPP_", "VPP_PROXY_", 1) if option.env else None
+    return setting(item.default, option=dataclasses.replace(option, env=env))
+
+
 @dataclass(frozen=True)
 class ProxyOptions:
     """`vpp-sandbox proxy`: live traffic checked against the contract."""
@@ -139,10 +153,75 @@ class ProxyOptions:
         option=Option("--max-body-bytes", "VPP_PROXY_MAX_BODY_BYTES", "larger request bodies "
                       "are a 413, never forwarded", positive_int, "BYTES"),
     )
+    max_response_bytes: int = setting(
+        16 * 1024 * 1024,
+        option=Option("--max-response-bytes", "VPP_PROXY_MAX_RESPONSE_BYTES", "answers larger "
+                      "than this, as sent or decoded (gzip, deflate), are a 502", positive_int,
+                      "BYTES"),
+    )
     max_participations: int = setting(
         5000,
         option=Option("--max-participations", "VPP_PROXY_MAX_PARTICIPATIONS", "participations "
                       "the proxy remembers for the cross-request rules", positive_int, "N"),
+    )
+    # The sandbox's HTTP limits (mock_server/compat.py and intake.py), composed around the
+    # proxy by `proxy_serving`: the same code, and the same settings under VPP_PROXY_ names.
+    http: str = _server_setting("http")
+    max_header_bytes: int = _server_setting("max_header_bytes")
+    max_headers: int = _server_setting("max_headers")
+    header_timeout: float = _server_setting("header_timeout")
+    body_timeout: float = _server_setting("body_timeout")
+    idle_timeout: float = _server_setting("idle_timeout")
+    keep_alive_timeout: float = _server_setting("keep_alive_timeout")
+    max_connections: int = _server_setting("max_connections")
+
+
+def proxy_serving(resolved: argparse.Namespace) -> Any:
+    """The proxy served as the sandbox is: uvicorn's protocol with the limits of
+    `mock_server.compat` and the intake of `mock_server.intake` around the proxy's app (the
+    same code; `contract_tests` imports none of it). A `contract_tests.proxy.Serving`; a
+    `CompatError` when the installed uvicorn lacks what the limits are built on."""
+    from vpp_sandbox.contract_tests.proxy import CONTEXT, Serving
+    from vpp_sandbox.mock_server import compat, intake
+
+    http = compat.check(resolved.http)
+    limits = compat.Limits(
+        max_header_bytes=resolved.max_header_bytes,
+        header_timeout=resolved.header_timeout,
+        idle_timeout=resolved.idle_timeout,
+        max_connections=resolved.max_connections,
+        http=http,
+        context=CONTEXT,
+        server="vpp-sandbox proxy",
+    )
+
+    def wrap(app: Any) -> Any:
+        # No trailing-slash rule and no media checks: the path, codings and charsets go to
+        # the upstream as sent, and its answer is what is judged.
+        checked = intake.IntakeMiddleware(
+            app,
+            max_body_bytes=resolved.max_body_bytes,
+            max_headers=resolved.max_headers,
+            max_header_bytes=resolved.max_header_bytes,
+            body_timeout=resolved.body_timeout,
+            route_of=None,
+            media=False,
+        )
+        return intake.Refusals(checked, context=CONTEXT, headers={"X-Vpp-Proxy": "error"})
+
+    return Serving(
+        http=compat.protocol_class(limits),
+        wrap=wrap,
+        config={
+            "h11_max_incomplete_event_size": resolved.max_header_bytes,
+            "timeout_keep_alive": resolved.keep_alive_timeout,
+        },
+        note=(
+            f"HTTP: {http}; heads up to {resolved.max_header_bytes} bytes in "
+            f"{resolved.header_timeout:g} s, bodies up to {resolved.max_body_bytes} bytes in "
+            f"{resolved.body_timeout:g} s, answers up to {resolved.max_response_bytes} bytes, "
+            f"{resolved.max_connections} connections"
+        ),
     )
 
 
@@ -154,8 +233,6 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vpp_sandbox.mock_server.settings import Settings
-
     parser = argparse.ArgumentParser(
         prog="vpp-sandbox",
         description="Stateful sandbox and contract tests for the Flatpeak VPP participations API. "
@@ -202,7 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from vpp_sandbox.mock_server.server import serve
-        from vpp_sandbox.mock_server.settings import Settings
 
         try:
             settings = Settings.from_env(**options.given(args, Settings))
@@ -221,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "test":
                 from vpp_sandbox.contract_tests.runner import run
             else:
-                from vpp_sandbox.contract_tests.proxy import run
+                from vpp_sandbox.contract_tests.proxy import run as run_proxy
         except ModuleNotFoundError as exc:
             if exc.name not in ("schemathesis", "hypothesis"):
                 raise
@@ -238,7 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problem is not None:
                 print(f"vpp-sandbox test: {problem}", file=sys.stderr)
                 return 2
-        return run(resolved)
+            return run(resolved)
+        from vpp_sandbox.mock_server.compat import CompatError
+
+        try:
+            serving = proxy_serving(resolved)
+        except CompatError as exc:
+            print(f"vpp-sandbox proxy: {exc}", file=sys.stderr)
+            return 2
+        return run_proxy(resolved, serving)
     from vpp_sandbox.fixtures.cli import run as run_fixtures
 
     return run_fixtures(args)
