@@ -53,7 +53,7 @@ class AccountStore(Protocol):
         self, record: AccountRecord, *, admit: Callable[[int], bool]
     ) -> bool: ...
 
-    async def delete_account(self, account_id: str) -> AccountDeletion | None: ...
+    async def delete_account(self, account_id: str, now: str) -> AccountDeletion | None: ...
 
     async def find_account_keys(self, account_id: str) -> AccountRecord | None: ...
 
@@ -164,8 +164,25 @@ class Accounts:
             )
         return made
 
-    async def delete(self, caller: Caller, account_id: str) -> AccountDeletion:
-        """Delete an account made on demand with everything in it: admin or the account itself."""
+    async def delete(self, caller: Caller, account_id: str, now: datetime) -> AccountDeletion:
+        """Delete an account made on demand with everything in it: admin or the account itself.
+
+        A deletion a crash interrupted is finished by the next one (the store keeps a record
+        of it), so a repeated DELETE leaves nothing behind."""
+        self.may_delete(caller, account_id)
+        deleted = None
+        if self._store is not None:
+            deleted = await self._store.delete_account(account_id, format_time(now))
+        if deleted is None:
+            raise AccountError(
+                "account_not_found",
+                f"No account {account_id} made on demand on this sandbox (it may have been "
+                "deleted already). Check the id that POST /_sandbox/accounts answered.",
+            )
+        return deleted
+
+    def may_delete(self, caller: Caller, account_id: str) -> None:
+        """An AccountError unless `caller` may delete `account_id` (whether or not it exists)."""
         if not caller.admin:
             if caller.account_id is None:
                 raise AccountError(
@@ -187,11 +204,3 @@ class Accounts:
                 "the default account), not made on demand, so it cannot be deleted. POST "
                 "/_sandbox/reset empties one of its namespaces instead.",
             )
-        deleted = None if self._store is None else await self._store.delete_account(account_id)
-        if deleted is None:
-            raise AccountError(
-                "account_not_found",
-                f"No account {account_id} made on demand on this sandbox (it may have been "
-                "deleted already). Check the id that POST /_sandbox/accounts answered.",
-            )
-        return deleted

@@ -9,8 +9,10 @@ changed: another Connexion app in the same process is untouched.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
+import logging
 from typing import Any
 
 from connexion import ConnexionMiddleware
@@ -23,10 +25,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vpp_sandbox import openapi
 from vpp_sandbox.mock_server import documents
 from vpp_sandbox.mock_server.accounts import Accounts
+from vpp_sandbox.mock_server.admission import Admission
 from vpp_sandbox.mock_server.auth import Authenticator, security_map
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import SandboxClock
-from vpp_sandbox.mock_server.control import Control
+from vpp_sandbox.mock_server.control import Control, finish_deletions
 from vpp_sandbox.mock_server.endpoints import (
     Api,
     Endpoints,
@@ -49,6 +52,8 @@ __all__ = ["CONTROL_BASE_PATH", "SandboxApp", "create_app"]
 
 CONTROL_BASE_PATH = "/_sandbox"
 
+log = logging.getLogger("vpp_sandbox.mock_server")
+
 
 class SandboxApp:
     """The ASGI app: Connexion's middleware around the endpoints; `state` is what handlers use.
@@ -65,6 +70,7 @@ class SandboxApp:
         self.middleware = middleware
         self.state = state
         self.owns_store = owns_store  # it opened the store: it closes it at shutdown
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -80,11 +86,26 @@ class SandboxApp:
                 gc.collect()
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
+                # Deletions a crash interrupted are finished while the server already answers.
+                task = asyncio.create_task(self._finish_deletions())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             elif message["type"] == "lifespan.shutdown":
+                for task in self._background:
+                    task.cancel()
                 if self.owns_store:
                     await self.state.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _finish_deletions(self) -> None:
+        try:
+            finished = await finish_deletions(self.state)
+        except Exception as exc:  # the store is down: the next start, or a DELETE, finishes
+            log.warning("could not finish the interrupted account deletions: %s", exc)
+            return
+        if finished:
+            log.warning("finished %d account deletion(s) a stop had interrupted", finished)
 
     def test_client(self, **options: Any) -> TestClient:
         """Starlette's test client on this app (no sockets)."""
@@ -111,26 +132,30 @@ def create_app(
     store at shutdown when it opened it, or when told it owns it."""
     documents.prepare()
     owns_store = store is None if owns_store is None else owns_store
-    store = store if store is not None else open_store(settings.db)
+    store = store if store is not None else open_store(settings.db, settings)
     accounts = Accounts(
         settings.accounts,
         store,
         admin_key_set=settings.admin_key is not None,
         limit=settings.max_accounts,
     )
+    clock = clock if clock is not None else SandboxClock(store)
     state = AppState(
         settings=settings,
         store=store,
-        clock=clock if clock is not None else SandboxClock(store),
+        clock=clock,
         catalog=catalog if catalog is not None else Catalog(store),
         # VPP_JWT_SECRET, else the data's own random secret (tokens survive restarts and work
         # on every process sharing the data), read from the store on first use.
         authenticator=Authenticator(settings, accounts, secret=store.signing_secret),
         accounts=accounts,
+        admission=Admission(
+            store, builders=settings.max_world_builders, real=lambda: clock.real()
+        ),
     )
     journal = Journal(
         settings.journal_size,
-        settings.journal_namespaces,
+        settings.journal_bytes,
         echo=print_line if settings.access_log else None,
     )
     apis = [

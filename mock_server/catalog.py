@@ -10,6 +10,7 @@ from typing import Protocol
 
 import orjson
 
+from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.lifecycle import Party
 
 __all__ = ["Catalog", "Resolved", "derived_location", "derived_programme", "derived_provider"]
@@ -80,10 +81,12 @@ def _slug(text: str) -> str:
 
 
 class CatalogStore(Protocol):
-    async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None: ...
+    async def catalog_put(
+        self, kind: str, entries: Mapping[str, str], namespace: Namespace | None = None
+    ) -> None: ...
 
     async def catalog_get(
-        self, keys: Sequence[tuple[str, str]]
+        self, keys: Sequence[tuple[str, str]], namespace: Namespace | None = None
     ) -> dict[tuple[str, str], str]: ...
 
 
@@ -99,9 +102,11 @@ def _party(party_id: str, data: str) -> Party:
 class Catalog:
     """Known providers, programmes and device locations (from loaded worlds), with fallbacks.
 
-    What a world knows is kept in the store, so every process answers alike. Unknown ids get
-    realistic UK-style data derived deterministically from the id, so the same id always shows
-    the same names and URLs.
+    What a world knows is kept in the store, so every process answers alike: the start-up
+    world's (`serve --world`) for every namespace, a world a namespace loaded for that namespace
+    alone (it goes with the namespace's next load, its reset or its account), so one tenant's
+    world never renames another's providers. Unknown ids get realistic UK-style data derived
+    deterministically from the id, so the same id always shows the same names and URLs.
     """
 
     def __init__(self, store: CatalogStore) -> None:
@@ -113,16 +118,23 @@ class Catalog:
         providers: Iterable[Party] = (),
         programmes: Iterable[Party] = (),
         device_locations: Mapping[str, str] | None = None,
+        namespace: Namespace | None = None,
     ) -> None:
-        """The hook for a loaded world: known parties and device locations win over derivation."""
-        await self._store.catalog_put("provider", {p.id: _party_json(p) for p in providers})
-        await self._store.catalog_put("programme", {p.id: _party_json(p) for p in programmes})
-        await self._store.catalog_put("location", dict(device_locations or {}))
+        """The hook for a loaded world: known parties and device locations win over derivation
+        (in `namespace` alone, or everywhere for the start-up world)."""
+        put = self._store.catalog_put
+        await put("provider", {p.id: _party_json(p) for p in providers}, namespace)
+        await put("programme", {p.id: _party_json(p) for p in programmes}, namespace)
+        await put("location", dict(device_locations or {}), namespace)
 
-    async def resolve(self, provider_id: str, programme_id: str, device_id: str) -> Resolved:
-        """What a new participation shows of its provider, programme and device (one lookup)."""
+    async def resolve(
+        self, namespace: Namespace, provider_id: str, programme_id: str, device_id: str
+    ) -> Resolved:
+        """What a new participation of `namespace` shows of its provider, programme and device
+        (one lookup)."""
         known = await self._store.catalog_get(
-            [("provider", provider_id), ("programme", programme_id), ("location", device_id)]
+            [("provider", provider_id), ("programme", programme_id), ("location", device_id)],
+            namespace,
         )
         data = known.get(("provider", provider_id))
         provider = _party(provider_id, data) if data else derived_provider(provider_id)

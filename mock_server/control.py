@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
@@ -20,13 +20,28 @@ from vpp_sandbox.mock_server.handlers import AppState, Result, namespace_of
 from vpp_sandbox.mock_server.har import har_log
 from vpp_sandbox.mock_server.journal import Journal
 from vpp_sandbox.mock_server.lifecycle import format_time, parse_time
+from vpp_sandbox.mock_server.participations import refusal
 from vpp_sandbox.mock_server.request import Facts
-from vpp_sandbox.mock_server.store import FaultRule
-from vpp_sandbox.mock_server.worlds import load_into
+from vpp_sandbox.mock_server.store import FaultRule, StoreError
+from vpp_sandbox.mock_server.worlds import BuildFailed, load_into
 
-__all__ = ["Control", "parse_duration"]
+__all__ = [
+    "LATEST_CLOCK",
+    "MAX_ADVANCE",
+    "Control",
+    "clock_target",
+    "finish_deletions",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+_UNIT_SECONDS = (604_800, 86_400, 3_600, 60, 1)
+# The bounds of openapi/sandbox-control.yaml (SandboxClockUpdate): an advance of at most 100
+# years of 365 days, and a clock that never passes the end of the year 8999, so that every time
+# derived from it (steps scheduled weeks ahead, a world shifted to it) stays far inside what
+# a datetime can hold; past year 9999 every later request of the namespace would fail.
+MAX_ADVANCE = timedelta(seconds=3_153_600_000)
+LATEST_CLOCK = datetime(8999, 12, 31, 23, 59, 59, tzinfo=UTC)
 _LOAD_SIZE = 1000  # the `load` world through the API, unless `size` says otherwise
 MAX_FAULT_RULES = 20  # per namespace: a shared sandbox keeps few rows for anyone
 
@@ -42,8 +57,41 @@ def parse_duration(value: str | int) -> timedelta:
             f"advance {value!r} is not a duration: send an ISO 8601 duration in weeks, days, "
             "hours, minutes and seconds (P7D, P1W, PT36H, P1DT2H30M) or a number of seconds.",
         )
-    weeks, days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    # The schema keeps the text short (maxLength), so each number is a few digits at most.
+    total = sum(int(g or 0) * unit for g, unit in zip(match.groups(), _UNIT_SECONDS, strict=True))
+    if total > MAX_ADVANCE.total_seconds():
+        raise ApiError(
+            "invalid_request_body",
+            f"advance {value!r} is {total} seconds, more than the 100 years (3153600000 "
+            "seconds) the clock moves at once: advance by less, in several steps if needed.",
+        )
+    return timedelta(seconds=total)
+
+
+def clock_target(now: datetime, body: dict[str, Any]) -> datetime | None:
+    """Where `advance` or `set` would take a clock that reads `now` (None: neither is sent),
+    or a 400 naming the bound when the sandbox could not represent it."""
+    if "advance" in body:
+        target = now + parse_duration(body["advance"])
+    elif "set" in body:
+        try:
+            target = parse_time(body["set"])
+        except OverflowError:  # an offset that takes the instant past year 9999
+            raise _beyond("an instant after the year 9999") from None
+    else:
+        return None
+    if target > LATEST_CLOCK:
+        raise _beyond(format_time(target))
+    return target
+
+
+def _beyond(shown: str) -> ApiError:
+    return ApiError(
+        "invalid_request_body",
+        f"That would move the clock to {shown}, past {format_time(LATEST_CLOCK)}, the latest "
+        "instant a sandbox clock can show. Send an earlier instant or a shorter advance (POST "
+        "/_sandbox/reset takes the clock back to real time).",
+    )
 
 
 class Control:
@@ -86,32 +134,34 @@ class Control:
                 "be switched on for a namespace. Restart the server without it.",
             )
         clock = self.clock
-        try:
-            if "advance" in body:
-                await clock.advance(ns, parse_duration(body["advance"]))
-            elif "set" in body:
-                await clock.set(ns, parse_time(body["set"]))
-        except ClockBackwards as exc:
-            raise ApiError("clock_cannot_go_back", exc.message) from None
-        except OverflowError:
-            raise ApiError(
-                "invalid_request_body",
-                "That moves the clock beyond the year 9999; advance by less.",
-            ) from None
-        # Steps that fell due while the clock moved happen now, each at its scheduled time.
-        await self.state.catch_up(ns)
-        if "freeze" in body:
-            await clock.freeze(ns, bool(body["freeze"]))
-        if "autopilot" in body:
-            await clock.set_autopilot(ns, bool(body["autopilot"]))
+        now = facts.now if facts.now is not None else await clock.now(ns)
+        target = clock_target(now, body)  # checked before anything changes
+        # A move may fall due for every participation of the namespace: heavy work.
+        async with self.state.admission.namespace(ns, "clock move"):
+            try:
+                if target is not None and "advance" in body:
+                    await clock.advance(ns, target - now)
+                elif target is not None:
+                    await clock.set(ns, target)
+            except ClockBackwards as exc:
+                raise ApiError("clock_cannot_go_back", exc.message) from None
+            # Steps that fell due while the clock moved happen now, each at its scheduled time.
             await self.state.catch_up(ns)
+            if "freeze" in body:
+                await clock.freeze(ns, bool(body["freeze"]))
+            if "autopilot" in body:
+                await clock.set_autopilot(ns, bool(body["autopilot"]))
+                await self.state.catch_up(ns)
         return await self._clock_json(ns), 200
 
     async def reset_sandbox(self, facts: Facts) -> Result:
         ns = namespace_of(facts)
-        deleted = await self.state.store.delete_namespace(ns)
-        await self.clock.reset(ns)
-        await self.state.store.delete_faults(ns)
+        async with self.state.admission.namespace(ns, "reset"):
+            deleted = await self.state.store.delete_namespace(ns)
+            await self.clock.reset(ns)
+            await self.state.store.delete_faults(ns)
+        if deleted:  # the log of the lease's release too: a reset leaves the WAL empty
+            await self.state.store.compact()
         clock = await self._clock_json(ns)
         return {"object": "sandbox_reset", "deleted": deleted, "clock": clock}, 200
 
@@ -129,12 +179,24 @@ class Control:
                 f"hold on this sandbox (--max-participations). Ask for a size of {limit} or "
                 "less.",
             )
+        admission = self.state.admission
         try:
-            loaded = await load_into(
-                self.state.store, self.clock, self.state.catalog, ns, name, seed, size
-            )
+            async with admission.namespace(ns, "world load"), admission.builder():
+                loaded = await load_into(
+                    self.state.store, self.clock, self.state.catalog, ns, name, seed, size,
+                    admit=lambda held: held < limit,
+                )
         except ValueError as exc:
             raise ApiError("invalid_request_body", str(exc)) from None
+        except StoreError as error:  # the namespace filled up, or the account was deleted
+            raise refusal(error, limit=limit) from None
+        except BuildFailed as exc:
+            raise ApiError(
+                "server_busy",
+                f"The world could not be built ({exc}); nothing of it was loaded. Retry in a "
+                "few seconds, or ask for a smaller size.",
+                {"Retry-After": "5"},
+            ) from None
         answer = {
             "object": "sandbox_world",
             "world": name,
@@ -159,7 +221,14 @@ class Control:
         return answer, 201
 
     async def delete_sandbox_account(self, facts: Facts, account_id: str) -> Result:
-        deleted = await self.state.accounts.delete(_caller(facts), account_id)
+        caller, accounts = _caller(facts), self.state.accounts
+        accounts.may_delete(caller, account_id)
+        real = self.state.clock.real()
+        async with self.state.admission.account(account_id):
+            deleted = await accounts.delete(caller, account_id, real)
+        # Records of deletions finished a day ago: no request of theirs can still be running.
+        await self.state.store.forget_deletions(format_time(real - timedelta(days=1)))
+        self.journal.forget(account_id)  # this process's; the others' age out
         answer = {
             "object": "sandbox_account",
             "account_id": account_id,
@@ -207,6 +276,20 @@ class Control:
             "capacity": self.journal.size,
         }
         return answer, 200
+
+
+async def finish_deletions(state: AppState) -> int:
+    """Finish the account deletions a crash interrupted (run once a server has started); one
+    that another process is finishing is left to it. Returns how many were finished."""
+    finished = 0
+    for account_id in await state.store.unfinished_deletions():
+        try:
+            async with state.admission.account(account_id):
+                done = await state.store.delete_account(account_id, format_time(state.clock.real()))
+        except ApiError:  # another process holds the deletion
+            continue
+        finished += done is not None
+    return finished
 
 
 def _caller(facts: Facts) -> Caller:

@@ -51,6 +51,7 @@ CATALOGUE: Mapping[str, tuple[int, str]] = {
     "namespace_full": (409, "invalid_request"),
     "account_not_deletable": (409, "invalid_request"),
     "account_limit_reached": (409, "invalid_request"),
+    "operation_in_progress": (409, "invalid_request"),
     "request_too_large": (413, "invalid_request"),
     "unsupported_media_type": (415, "invalid_request"),
     "rate_limited": (429, "rate_limit"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from vpp_sandbox.mock_server import autopilot
 from vpp_sandbox.mock_server.accounts import Accounts
+from vpp_sandbox.mock_server.admission import Admission
 from vpp_sandbox.mock_server.auth import Authenticator
 from vpp_sandbox.mock_server.catalog import Catalog
 from vpp_sandbox.mock_server.clock import ClockState, Namespace, SandboxClock
@@ -54,6 +55,7 @@ class AppState:
     catalog: Catalog
     authenticator: Authenticator
     accounts: Accounts
+    admission: Admission
     new_id: Callable[[], str] = field(default=new_participation_id)
     participations: Participations = field(init=False)
 

@@ -17,6 +17,7 @@ from vpp_sandbox.mock_server.errors import ApiError
 from vpp_sandbox.mock_server.lifecycle import Record, apply_update, new_participation
 from vpp_sandbox.mock_server.scenarios import scenario_for_device
 from vpp_sandbox.mock_server.store import (
+    AccountGone,
     DuplicateParticipation,
     NamespaceFull,
     ParticipationNotFound,
@@ -55,6 +56,13 @@ def refusal(error: StoreError, *, limit: int | None = None) -> ApiError:
             "POST /_sandbox/reset, use a throwaway account (POST /_sandbox/accounts), or restart "
             "the sandbox with a higher limit.",
         )
+    if isinstance(error, AccountGone):
+        return ApiError(
+            error.code,
+            f"Account {error.account_id} was deleted (DELETE /_sandbox/accounts/"
+            f"{error.account_id}) while this request ran; nothing was written, and its tokens no "
+            "longer work. Make a new account (POST /_sandbox/accounts).",
+        )
     if isinstance(error, UnknownCursor):
         return ApiError(
             error.code,
@@ -86,7 +94,7 @@ class Participations:
     ) -> tuple[str, str]:
         """A new participation from a create request's body: its id and stored JSON."""
         known = await self.catalog.resolve(
-            body["provider_id"], body["programme_id"], body["device_id"]
+            namespace, body["provider_id"], body["programme_id"], body["device_id"]
         )
         participation = new_participation(
             id=self.new_id(),

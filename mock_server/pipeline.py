@@ -46,8 +46,9 @@ from vpp_sandbox.mock_server.errors import (
     status_of,
 )
 from vpp_sandbox.mock_server.journal import Front, Journal
+from vpp_sandbox.mock_server.participations import refusal
 from vpp_sandbox.mock_server.request import SCOPE_KEY, Facts, facts_of, operation_of
-from vpp_sandbox.mock_server.store import StoreUnavailable
+from vpp_sandbox.mock_server.store import StoreError, StoreUnavailable
 
 __all__ = ["Errors", "Identify", "describe", "not_found", "route_error", "stack"]
 
@@ -59,16 +60,24 @@ STORE_RETRY_AFTER = 2
 
 def describe(exc: BaseException, scope: Scope) -> tuple[str, str, Mapping[str, str]]:
     """The catalogue code, message and headers an exception is answered with."""
+    if isinstance(exc, StoreError):  # a store's refusal that no service worded on its way up
+        exc = refusal(exc)
     if isinstance(exc, ApiError):
         return exc.code, exc.message, exc.headers
     code, message = getattr(exc, "code", None), getattr(exc, "message", None)
     if code in CATALOGUE and code != "internal_error" and isinstance(message, str):
         return str(code), message, {}  # a domain error (lifecycle, clock, accounts)
     if isinstance(exc, StoreUnavailable):
+        if exc.maybe_applied:  # lost while committing: the change may be saved
+            outcome = internal_message(scope.get("method", "POST"), operation_of(scope))
+            outcome = outcome.removeprefix("An unexpected error occurred after the request was "
+                                           "accepted. ")
+        else:
+            outcome = "Nothing was changed."
         return (
             "store_unavailable",
-            "The sandbox's store cannot be reached right now; nothing was changed. Retry after "
-            f"{STORE_RETRY_AFTER} seconds.",
+            f"The sandbox's store cannot be reached right now, or stays locked. {outcome} "
+            f"Retry after {STORE_RETRY_AFTER} seconds.",
             {"Retry-After": str(STORE_RETRY_AFTER)},
         )
     if isinstance(exc, ProblemException):  # Connexion's own: 415 (media type), 401 (no token)

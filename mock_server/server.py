@@ -15,10 +15,21 @@ from starlette.types import ASGIApp
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Account, Settings
 from vpp_sandbox.mock_server.store import Store, StoreUnavailable
 
-__all__ = ["banner", "build", "exposure_warning", "port_problem", "serve", "worker_app"]
+__all__ = [
+    "banner",
+    "build",
+    "exposure_problem",
+    "exposure_warning",
+    "port_problem",
+    "serve",
+    "worker_app",
+]
 
 # The secret part of an API key (after sk_test_ / sk_live_) shorter than this is guessable.
 MIN_KEY_SECRET = 16
+# An admin key creates and deletes every account made on demand: no shorter than this.
+MIN_ADMIN_KEY = 16
+_MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_hex(16))'"
 # RFC 7518 3.2: an HS256 key of at least 256 bits.
 MIN_JWT_SECRET_BYTES = 32
 _OLD_DEFAULT_JWT_SECRET = "vpp-sandbox-local-signing-secret"  # in the source until issue 10
@@ -86,6 +97,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name: assume it is reachable from elsewhere
+
+
+def exposure_problem(settings: Settings) -> str | None:
+    """Why `serve` refuses to start with these settings' exposure, or None.
+
+    An admin key anyone could guess (or an empty VPP_ADMIN_KEY, which once meant "no key") is
+    refused wherever the server listens; beyond loopback, a server without an admin key would
+    let anyone who reaches the port make accounts, so it needs `--allow-open-accounts`.
+    """
+    key = settings.admin_key
+    if key is not None and len(key) < MIN_ADMIN_KEY:
+        what = "is empty" if not key else f"has only {len(key)} characters"
+        return (
+            f"the admin key (--admin-key, VPP_ADMIN_KEY) {what}: whoever guesses it may create "
+            f"and delete every account made on demand. Give it {MIN_ADMIN_KEY} or more random "
+            f"characters (e.g. `{_MAKE_A_KEY}`), or unset VPP_ADMIN_KEY for a sandbox on "
+            "loopback that anyone on this machine may use."
+        )
+    if key is None and not settings.allow_open_accounts and not is_loopback(settings.host):
+        return (
+            f"--host {settings.host} is reachable from other machines, and without an admin key "
+            "anyone who reaches the port may create accounts on demand. Give an admin key "
+            f"(--admin-key or VPP_ADMIN_KEY, e.g. `{_MAKE_A_KEY}`), listen on --host 127.0.0.1, "
+            "or pass --allow-open-accounts (VPP_ALLOW_OPEN_ACCOUNTS=1) if that is what you want."
+        )
+    return None
 
 
 def exposure_warning(settings: Settings, published: Iterable[Account] = ()) -> str | None:
@@ -161,7 +198,7 @@ async def _prepare(settings: Settings) -> tuple[Settings, str, str, Store | None
     from vpp_sandbox.mock_server.stores import open_store
     from vpp_sandbox.mock_server.worlds import prepare
 
-    store = open_store(settings.db)
+    store = open_store(settings.db, settings)
     keep = settings.db == ":memory:"
     try:
         settings, note = await prepare(settings, store, SandboxClock(store), Catalog(store))
@@ -191,6 +228,10 @@ def serve(settings: Settings, out: TextIO | None = None) -> int:
         http = check(settings.http)  # what the connection limits are built on, before anything
     except CompatError as exc:
         print(f"vpp-sandbox serve: {exc}", file=sys.stderr)
+        return 2
+    refused = exposure_problem(settings)
+    if refused is not None:
+        print(f"vpp-sandbox serve: {refused}", file=sys.stderr)
         return 2
     busy = port_problem(settings.host, settings.port)
     if busy is not None:

@@ -82,8 +82,9 @@ class Settings:
 
     host: str = setting(
         "127.0.0.1",
-        option=Option("--host", "VPP_HOST", "interface to listen on; beyond loopback, weak or "
-                      "published credentials print a warning"),
+        option=Option("--host", "VPP_HOST", "interface to listen on; beyond loopback an admin "
+                      "key is needed (or `--allow-open-accounts`), and weak or published "
+                      "credentials print a warning"),
     )
     port: int = setting(
         8080, option=Option("--port", "VPP_PORT", "port to listen on", port_number)
@@ -187,19 +188,50 @@ class Settings:
                       "(with Retry-After) and close connections beyond this many", positive_int,
                       "N"),
     )
+    # The store failing (a SQLite file another process keeps locked, PostgreSQL down or stuck)
+    # is a quick 503, never a request that hangs: every wait for it is bounded.
+    store_timeout: float = setting(
+        3.0,
+        option=Option("--store-timeout", "VPP_STORE_TIMEOUT", "`503 store_unavailable` (with "
+                      "Retry-After) when the store does not answer this long: a SQLite file "
+                      "locked by another process, a PostgreSQL server down or stuck",
+                      positive_float, "SECONDS"),
+    )
+    wal_bytes: int = setting(
+        64 * 1024 * 1024,
+        option=Option("--wal-bytes", "VPP_WAL_BYTES", "SQLite: past this size the write-ahead "
+                      "log is checkpointed in full and truncated (writers wait meanwhile)",
+                      positive_int, "BYTES"),
+    )
     # Accounts on demand (POST /_sandbox/accounts): without an admin key anyone may create one
     # (a local sandbox); with one, creating and deleting them needs it (a shared sandbox).
     admin_key: str | None = setting(
         None,
         option=Option("--admin-key", "VPP_ADMIN_KEY", "a shared sandbox: creating and deleting "
-                      "accounts on demand needs `Authorization: Bearer KEY` (the variable keeps "
-                      "the key out of the process list)", metavar="KEY",
-                      default_text="anyone may create", secret=True),
+                      "accounts on demand needs `Authorization: Bearer KEY`, a key of 16 or more "
+                      "characters (the variable keeps the key out of the process list)",
+                      metavar="KEY", default_text="anyone may create", secret=True,
+                      empty_is_given=True),
+    )
+    allow_open_accounts: bool = setting(
+        False,
+        option=Option("--allow-open-accounts", "VPP_ALLOW_OPEN_ACCOUNTS", "listen beyond "
+                      "loopback without an admin key: anyone who reaches the port may create "
+                      "accounts", switch=True, default_text="off"),
     )
     max_accounts: int = setting(
         1000,
         option=Option("--max-accounts", "VPP_MAX_ACCOUNTS", "accounts made on demand the "
                       "sandbox keeps at most", positive_int, "N"),
+    )
+    # World loads built at once on this machine, across its server processes (slots are rows
+    # of the store); None: one per CPU core (mock_server/admission.py).
+    max_world_builders: int | None = setting(
+        None,
+        option=Option("--max-world-builders", "VPP_MAX_WORLD_BUILDERS", "world loads built at "
+                      "once on this machine, by all its server processes; more wait a few "
+                      "seconds, then `503 server_busy`", positive_int, "N",
+                      default_text="one per CPU core"),
     )
     # Participations one namespace (an account's test or live mode) may hold: creates past it
     # are a 409 namespace_full, so one tenant cannot fill the disk (a world load replaces).
@@ -209,18 +241,19 @@ class Settings:
                       "one account's test or live mode; a create past it is `409 "
                       "namespace_full`", positive_int, "N"),
     )
-    # The request journal (mock_server/journal.py): entries kept per namespace (0: none), how
-    # many namespaces (least recently heard from dropped first), one access-log line a request.
+    # The request journal (mock_server/journal.py), per process: entries kept per namespace
+    # (0: none) and the bytes it may hold in all (past them the namespace holding the most
+    # gives up its oldest entry first); one access-log line a request.
     journal_size: int = setting(
         100,
         option=Option("--journal-size", "VPP_JOURNAL_SIZE", "requests the journal keeps per "
                       "account and mode (0: none)", journal_size, "N"),
     )
-    journal_namespaces: int = setting(
-        256,
-        option=Option("--journal-namespaces", "VPP_JOURNAL_NAMESPACES", "accounts and modes "
-                      "the journal keeps (the one heard from least recently goes first)",
-                      positive_int, "N"),
+    journal_bytes: int = setting(
+        16 * 1024 * 1024,
+        option=Option("--journal-bytes", "VPP_JOURNAL_BYTES", "memory the journal of each "
+                      "server process may hold; past it the account and mode holding the most "
+                      "give up their oldest requests first", positive_int, "BYTES"),
     )
     access_log: bool = setting(
         False,

@@ -43,11 +43,13 @@ __all__ = [
     "BACKFILL_COUNTS",
     "INSERT_ROW",
     "AccountDeletion",
+    "AccountGone",
     "AccountRecord",
     "Admit",
     "DuplicateParticipation",
     "Encode",
     "FaultRule",
+    "Job",
     "NamespaceFull",
     "NamespaceState",
     "NextDue",
@@ -79,7 +81,12 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The database cannot be opened or reached (its message says how to fix it)."""
+    """The database cannot be opened, reached or locked in time (its message says how to fix
+    it). `maybe_applied`: it failed while committing, so the change may have been saved."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class ParticipationNotFound(StoreError):
@@ -106,6 +113,16 @@ class NamespaceFull(StoreError):
     def __init__(self, held: int) -> None:
         super().__init__(held)
         self.held = held
+
+
+class AccountGone(StoreError):
+    """The account was deleted (or its deletion began) before this write: nothing was written."""
+
+    code = "token_invalid"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(account_id)
+        self.account_id = account_id
 
 
 class UnknownCursor(StoreError):
@@ -135,6 +152,16 @@ class AccountRecord:
     test_key_sha256: str
     live_key_sha256: str
     time_created: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Heavy work that holds a scope's lease: what it is, when it started (real time), and
+    who holds it (as `take_job` was told)."""
+
+    kind: str
+    started: str
+    holder: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,11 +218,22 @@ TABLES = (
         stamp         DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (account_id, live_mode)
     )""",
+    # What the world of `serve --world` knows (the operator's, for every namespace).
     """CREATE TABLE IF NOT EXISTS sandbox_catalog (
         kind          TEXT NOT NULL,
         id            TEXT NOT NULL,
         data          TEXT NOT NULL,
         PRIMARY KEY (kind, id)
+    )""",
+    # What the world a namespace loaded knows (POST /_sandbox/world): that namespace's own,
+    # replaced by its next load, gone with a reset or its account.
+    """CREATE TABLE IF NOT EXISTS sandbox_namespace_catalog (
+        account_id    TEXT NOT NULL,
+        live_mode     INTEGER NOT NULL,
+        kind          TEXT NOT NULL,
+        id            TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        PRIMARY KEY (account_id, live_mode, kind, id)
     )""",
     # How many participations each namespace holds, kept by the engine's triggers on every
     # insert and delete (store_sqlite.py, store_postgres.py): `--max-participations` is
@@ -217,6 +255,24 @@ TABLES = (
         test_key_sha256 TEXT NOT NULL,
         live_key_sha256 TEXT NOT NULL,
         time_created    TEXT NOT NULL
+    )""",
+    # Heavy work running somewhere (any process): a lease per scope (a namespace's world load,
+    # reset or clock move; an account's deletion; a world builder's slot), renewed while the
+    # work runs, so a crashed holder's lease expires (mock_server/admission.py decides).
+    """CREATE TABLE IF NOT EXISTS sandbox_jobs (
+        scope         TEXT PRIMARY KEY,
+        kind          TEXT NOT NULL,
+        started       TEXT NOT NULL,
+        holder        TEXT NOT NULL,
+        expires       DOUBLE PRECISION NOT NULL
+    )""",
+    # Accounts deleted (DELETE /_sandbox/accounts/{id}): kept so that no write into one can
+    # land after its deletion began, and so that a deletion a crash interrupted is finished by
+    # the next DELETE or the next start (`finished` 0 until then).
+    """CREATE TABLE IF NOT EXISTS sandbox_deleted_accounts (
+        account_id    TEXT PRIMARY KEY,
+        deleted_at    TEXT NOT NULL,
+        finished      INTEGER NOT NULL
     )""",
     # Fault rules a namespace set through the control API (`POST /_sandbox/faults`), consumed
     # by mock_server/faults.py: rows, so every process sharing the data answers alike.
@@ -376,9 +432,10 @@ class Store:
     """
 
     kind = "abstract"
-    # How a read locks the rows it will rewrite until the transaction ends (SQLite's one
-    # writer needs nothing more).
+    # How a read locks the rows it will rewrite until the transaction ends, and how it keeps a
+    # row from being deleted until then (SQLite's one writer needs nothing more).
     row_lock = ""
+    share_lock = ""
 
     def __init__(self, *, next_due: NextDue, encode: Encode) -> None:
         self._next_due = next_due
@@ -393,6 +450,11 @@ class Store:
 
     def _read(self) -> AbstractAsyncContextManager[Tx]:
         raise NotImplementedError
+
+    def _single(self) -> AbstractAsyncContextManager[Tx]:
+        """A connection for statements each atomic on its own (no transaction around them
+        where the engine can skip one: PostgreSQL's autocommit saves its round trips)."""
+        return self._tx()
 
     async def close(self) -> None:
         """Release connections."""
@@ -433,20 +495,9 @@ class Store:
         """
         row = self.row(participation)
         async with self._tx() as tx:
+            await self._alive(tx, participation.account_id)
             if admit is not None:
-                if self.row_lock:
-                    # The namespace's counter row must exist to be locked (FOR UPDATE) before
-                    # it is read, so concurrent creates take turns. SQLite has one writer.
-                    await tx.execute(
-                        "INSERT INTO sandbox_counts (account_id, live_mode, participations) "
-                        "VALUES (?, ?, 0) ON CONFLICT (account_id, live_mode) DO NOTHING",
-                        row[1:3],
-                    )
-                held = await tx.fetchone(
-                    f"SELECT participations FROM sandbox_counts WHERE {_NS}" + self.row_lock,
-                    row[1:3],
-                )
-                count = 0 if held is None else int(held[0])
+                count = await self._held(tx, Namespace(row[1], bool(row[2])))
                 if not admit(count):
                     raise NamespaceFull(count)
             if participation.current_state in TERMINAL:
@@ -538,22 +589,34 @@ class Store:
                 await self._rewrite(tx, self.row(moved, version=found[2]))
         return Moved(len(rows), len(rows) == batch)
 
-    async def load_rows(self, rows: Iterable[Row], *, batch: int = 50) -> int:
-        """Insert rows in the stored form (`row`), `batch` a transaction: a world's bulk path.
+    async def load_rows(
+        self,
+        rows: Iterable[Row],
+        *,
+        batch: int = 50,
+        namespace: Namespace | None = None,
+        admit: Admit | None = None,
+    ) -> int:
+        """Insert rows in the stored form (`row`), `batch` a transaction: a world's bulk path;
+        returns how many were inserted.
 
         Small transactions keep the database's writers (SQLite has one) free for other
-        requests between batches. An id that exists is an error.
+        requests between batches. Into one `namespace` (a world load through the API) each
+        batch checks in its transaction that the account was not deleted (`AccountGone`) and
+        that `admit` lets the namespace hold the batch (`NamespaceFull`, given what it holds),
+        and skips a row that collides with one created meanwhile. Without a namespace (`serve
+        --world` before it listens) an id that exists is an error.
         """
         count = 0
         chunk: list[Row] = []
         for row in rows:
             chunk.append(row)
             if len(chunk) >= batch:
-                count += await self._insert_rows(chunk)
+                count += await self._insert_rows(chunk, namespace, admit)
                 chunk = []
                 await anyio.sleep(0)  # other requests go first between batches
         if chunk:
-            count += await self._insert_rows(chunk)
+            count += await self._insert_rows(chunk, namespace, admit)
         return count
 
     async def bulk_load(self, rows: Iterable[Row]) -> int:
@@ -561,29 +624,93 @@ class Store:
         in transactions of 10,000 rows. An id that exists is an error."""
         return await self.load_rows(rows, batch=10_000)
 
-    async def _insert_rows(self, rows: list[Row]) -> int:
+    async def _insert_rows(
+        self, rows: list[Row], namespace: Namespace | None = None, admit: Admit | None = None
+    ) -> int:
         rows.sort()  # in id order the primary key index grows at its end
         async with self._tx() as tx:
-            await tx.executemany(INSERT_ROW, rows)
-        return len(rows)
+            if namespace is None:
+                await tx.executemany(INSERT_ROW, rows)
+                return len(rows)
+            await self._alive(tx, namespace.account_id)
+            before = await self._held(tx, namespace)
+            # Admitted when the batch's last row could be added to what the namespace holds.
+            if admit is not None and not admit(before + len(rows) - 1):
+                raise NamespaceFull(before)
+            await tx.executemany(f"{INSERT_ROW} ON CONFLICT DO NOTHING", rows)
+            return await self._held(tx, namespace) - before
+
+    async def _held(self, tx: Tx, namespace: Namespace) -> int:
+        """How many participations the namespace holds (its counter row, locked till the end of
+        the transaction where readers do not take turns on their own)."""
+        if self.row_lock:
+            # The counter row must exist to be locked (FOR UPDATE) before it is read, so
+            # concurrent writers take turns. SQLite has one writer.
+            await tx.execute(
+                "INSERT INTO sandbox_counts (account_id, live_mode, participations) "
+                "VALUES (?, ?, 0) ON CONFLICT (account_id, live_mode) DO NOTHING",
+                _ns(namespace),
+            )
+        held = await tx.fetchone(
+            f"SELECT participations FROM sandbox_counts WHERE {_NS}" + self.row_lock,
+            _ns(namespace),
+        )
+        return 0 if held is None else int(held[0])
+
+    async def _alive(self, tx: Tx, account_id: str) -> None:
+        """`AccountGone` unless the account may be written to, and it stays so until the
+        transaction ends: a deletion waits for it (PostgreSQL: the account's row is share-locked;
+        SQLite: one writer), and a write after a deletion began finds the deleted account."""
+        if self.share_lock:
+            kept = await tx.fetchone(
+                "SELECT 1 FROM sandbox_accounts WHERE account_id=?" + self.share_lock,
+                (account_id,),
+            )
+            if kept is not None:  # kept, and locked: its deletion has not begun, and waits
+                return
+        # No row (a configured account, or a deleted one): a statement of its own, which sees
+        # a deletion that committed while the lock above was waited for.
+        gone = await tx.fetchone(
+            "SELECT 1 FROM sandbox_deleted_accounts WHERE account_id=?", (account_id,)
+        )
+        if gone is not None:
+            raise AccountGone(account_id)
 
     async def delete_namespace(self, namespace: Namespace, *, batch: int = 50) -> int:
-        """Forget the namespace's participations (not its clock), a batch a transaction."""
+        """Forget the namespace's participations and the ids its world knew (not its clock), a
+        batch a transaction; returns how many participations went."""
+        deleted = await self._delete_batches(
+            f"SELECT id FROM participations WHERE {_NS} LIMIT ?",
+            "DELETE FROM participations WHERE id=?",
+            _ns(namespace),
+            batch,
+        )
+        known = await self._delete_batches(
+            f"SELECT account_id, live_mode, kind, id FROM sandbox_namespace_catalog WHERE {_NS} "
+            "LIMIT ?",
+            f"DELETE FROM sandbox_namespace_catalog WHERE {_NS} AND kind=? AND id=?",
+            _ns(namespace),
+            batch * 4,
+        )
+        if deleted or known:
+            await self.compact()
+        return deleted
+
+    async def _delete_batches(
+        self, select: str, delete: str, scope: tuple[Any, ...], batch: int
+    ) -> int:
+        """Delete the rows `select` finds in `scope`, `batch` a transaction, other requests
+        going first between them; `delete` takes the values of a row `select` found."""
         deleted = 0
         while True:
             async with self._tx() as tx:
-                ids = await tx.fetchall(
-                    f"SELECT id FROM participations WHERE {_NS} LIMIT ?", (*_ns(namespace), batch)
-                )
-                if ids:
-                    await tx.executemany("DELETE FROM participations WHERE id=?", ids)
-            deleted += len(ids)
-            if len(ids) < batch:
-                break
+                found = await tx.fetchall(select, (*scope, batch))
+                if found:
+                    await tx.executemany(delete, found)
+            deleted += len(found)
+            if len(found) < batch:
+                return deleted
             await anyio.sleep(0)
-        if deleted:
-            await self.compact()
-        return deleted
 
     async def compact(self) -> None:
         """Give the space of deleted rows back where the engine needs to be asked."""
@@ -723,6 +850,7 @@ class Store:
             await tx.execute(f"DELETE FROM sandbox_clocks WHERE {_NS}", _ns(namespace))
             if state is None:
                 return
+            await self._alive(tx, namespace.account_id)
             await tx.execute(
                 "INSERT INTO sandbox_clocks (account_id, live_mode, offset_us, frozen_at, "
                 "autopilot) VALUES (?, ?, ?, ?, ?)",
@@ -747,6 +875,7 @@ class Store:
             )
             bucket, answer = step(None if row is None else Bucket(float(row[0]), float(row[1])))
             await tx.execute(f"DELETE FROM sandbox_rate_buckets WHERE {_NS}", _ns(namespace))
+            await self._alive(tx, namespace.account_id)
             await tx.execute(
                 "INSERT INTO sandbox_rate_buckets (account_id, live_mode, tokens, stamp) "
                 "VALUES (?, ?, ?, ?)",
@@ -767,6 +896,7 @@ class Store:
             assert row is not None
             if not admit(int(row[0])):
                 return False
+            await self._alive(tx, namespace.account_id)
             await tx.execute(
                 f"INSERT INTO sandbox_faults ({_FAULT_COLUMNS}, account_id, live_mode, seq) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -812,29 +942,56 @@ class Store:
 
     # -- the catalogue of known ids (loaded worlds) ----------------------------------------------
 
-    async def catalog_put(self, kind: str, entries: Mapping[str, str]) -> None:
-        """Remember what a world knows about ids of `kind` (its JSON data per id)."""
+    async def catalog_put(
+        self, kind: str, entries: Mapping[str, str], namespace: Namespace | None = None
+    ) -> None:
+        """Remember what a world knows about ids of `kind` (its JSON data per id): for every
+        namespace (the start-up world), or for `namespace` alone (a world it loaded)."""
         items = list(entries.items())
+        if namespace is None:
+            sql = (
+                "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data"
+            )
+            prefix: tuple[Any, ...] = ()
+        else:
+            sql = (
+                "INSERT INTO sandbox_namespace_catalog (account_id, live_mode, kind, id, data) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, live_mode, kind, id) "
+                "DO UPDATE SET data = excluded.data"
+            )
+            prefix = _ns(namespace)
         for start in range(0, len(items), 200):
             async with self._tx() as tx:
+                if namespace is not None:
+                    await self._alive(tx, namespace.account_id)
                 await tx.executemany(
-                    "INSERT INTO sandbox_catalog (kind, id, data) VALUES (?, ?, ?) "
-                    "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                    [(kind, key, data) for key, data in items[start : start + 200]],
+                    sql, [(*prefix, kind, key, data) for key, data in items[start : start + 200]]
                 )
             await anyio.sleep(0)
 
-    async def catalog_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """The data kept for each (kind, id) that is known, in one query."""
+    async def catalog_get(
+        self, keys: Sequence[tuple[str, str]], namespace: Namespace | None = None
+    ) -> dict[tuple[str, str], str]:
+        """The data kept for each (kind, id) that is known, in one query: the namespace's own
+        world first, then the start-up world's."""
         if not keys:
             return {}
         where = " OR ".join(["(kind=? AND id=?)"] * len(keys))
-        async with self._read() as tx:
-            rows = await tx.fetchall(
-                f"SELECT kind, id, data FROM sandbox_catalog WHERE {where}",
-                [part for key in keys for part in key],
+        args: list[Any] = [part for key in keys for part in key]
+        sql = f"SELECT kind, id, data, 1 FROM sandbox_catalog WHERE {where}"
+        if namespace is not None:
+            sql += (
+                f" UNION ALL SELECT kind, id, data, 0 FROM sandbox_namespace_catalog "
+                f"WHERE {_NS} AND ({where})"
             )
-        return {(str(r[0]), str(r[1])): str(r[2]) for r in rows}
+            args += [*_ns(namespace), *args]
+        async with self._read() as tx:
+            rows = await tx.fetchall(sql, args)
+        found: dict[tuple[str, str], str] = {}
+        for kind, key, data, _ in sorted(rows, key=lambda r: -int(r[3])):  # own last: it wins
+            found[(str(kind), str(key))] = str(data)
+        return found
 
     # -- settings kept with the data -------------------------------------------------------------
 
@@ -888,27 +1045,115 @@ class Store:
             )
         return True
 
-    async def delete_account(self, account_id: str) -> AccountDeletion | None:
-        """Forget the account and everything in it: participations of both modes and clocks.
+    async def delete_account(self, account_id: str, now: str) -> AccountDeletion | None:
+        """Forget the account and everything in it: participations of both modes, the ids their
+        worlds knew, clocks, rate-limit buckets, fault rules. None when no such account is kept
+        and no deletion of it is unfinished.
 
-        The account goes first, in its own transaction, so its keys and tokens stop working at
-        once; its participations follow in batches. None when no such account is kept.
+        The account goes first, in one transaction with a record of its deletion, so its keys
+        and tokens stop working at once and no write into it can land afterwards (`_alive`);
+        its participations follow in batches. A deletion interrupted (a crash) is finished by
+        the next call: the record says it is unfinished until the last batch is gone.
         """
         async with self._tx() as tx:
             gone = await tx.execute(
                 "DELETE FROM sandbox_accounts WHERE account_id=?", (account_id,)
             )
-        if gone == 0:
-            return None
-        test = await self.delete_namespace(Namespace(account_id, False))
-        live = await self.delete_namespace(Namespace(account_id, True))
-        async with self._tx() as tx:
+            if gone:
+                await tx.execute(
+                    "INSERT INTO sandbox_deleted_accounts (account_id, deleted_at, finished) "
+                    "VALUES (?, ?, 0) ON CONFLICT (account_id) DO UPDATE SET finished=0",
+                    (account_id, now),
+                )
+            else:
+                found = await tx.fetchone(
+                    "SELECT finished FROM sandbox_deleted_accounts WHERE account_id=?",
+                    (account_id,),
+                )
+                if found is None or int(found[0]):
+                    return None
             clocks = await tx.execute(
                 "DELETE FROM sandbox_clocks WHERE account_id=?", (account_id,)
             )
-            await tx.execute("DELETE FROM sandbox_rate_buckets WHERE account_id=?", (account_id,))
-            await tx.execute("DELETE FROM sandbox_faults WHERE account_id=?", (account_id,))
+            for table in ("sandbox_rate_buckets", "sandbox_faults"):
+                await tx.execute(f"DELETE FROM {table} WHERE account_id=?", (account_id,))
+        test = await self.delete_namespace(Namespace(account_id, False))
+        live = await self.delete_namespace(Namespace(account_id, True))
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM sandbox_counts WHERE account_id=?", (account_id,))
+            await tx.execute(
+                "UPDATE sandbox_deleted_accounts SET finished=1 WHERE account_id=?",
+                (account_id,),
+            )
         return AccountDeletion(test, live, clocks)
+
+    async def unfinished_deletions(self) -> list[str]:
+        """Accounts whose deletion began and was interrupted (a crash), oldest first."""
+        async with self._read() as tx:
+            rows = await tx.fetchall(
+                "SELECT account_id FROM sandbox_deleted_accounts WHERE finished=0 "
+                "ORDER BY deleted_at"
+            )
+        return [str(r[0]) for r in rows]
+
+    async def forget_deletions(self, before: str) -> int:
+        """Drop the records of deletions finished before `before` (no request of theirs can
+        still be running)."""
+        async with self._tx() as tx:
+            return await tx.execute(
+                "DELETE FROM sandbox_deleted_accounts WHERE finished=1 AND deleted_at<?",
+                (before,),
+            )
+
+    # -- heavy work: leases (mock_server/admission.py decides) ----------------------------------
+
+    async def take_job(
+        self,
+        scope: str,
+        job: Job,
+        holder: str,
+        *,
+        now: float,
+        ttl: float,
+        replace: str | None = None,
+    ) -> Job | None:
+        """Take the lease on `scope` for `holder` until `now + ttl` (None), unless another
+        holder's lease runs (its Job). An expired lease (its holder crashed), or the one of
+        `replace` (a holder known to be gone), is taken over. One statement: no transaction
+        round trips on the path of every clock move."""
+        async with self._single() as tx:
+            taken = await tx.execute(
+                "INSERT INTO sandbox_jobs (scope, kind, started, holder, expires) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope) DO UPDATE SET kind=excluded.kind, "
+                "started=excluded.started, holder=excluded.holder, expires=excluded.expires "
+                "WHERE sandbox_jobs.expires<? OR sandbox_jobs.holder=?",
+                (scope, job.kind, job.started, holder, now + ttl, now, replace),
+            )
+            if taken:
+                return None
+            row = await tx.fetchone(
+                "SELECT kind, started, holder FROM sandbox_jobs WHERE scope=?", (scope,)
+            )
+        return job if row is None else Job(str(row[0]), str(row[1]), str(row[2]))
+
+    async def renew_job(self, scope: str, holder: str, expires: float) -> bool:
+        """Extend `holder`'s lease; False when it has lost it (it expired and was taken)."""
+        async with self._tx() as tx:
+            return bool(
+                await tx.execute(
+                    "UPDATE sandbox_jobs SET expires=? WHERE scope=? AND holder=?",
+                    (expires, scope, holder),
+                )
+            )
+
+    async def release_job(self, scope: str, holder: str, *, now: float) -> None:
+        """Give the lease back, and forget every lease that expired before `now` (their
+        holders are gone), in one statement."""
+        async with self._single() as tx:
+            await tx.execute(
+                "DELETE FROM sandbox_jobs WHERE (scope=? AND holder=?) OR expires<?",
+                (scope, holder, now),
+            )
 
     async def find_account_keys(self, account_id: str) -> AccountRecord | None:
         """The kept account (its key digests), or None."""

@@ -7,6 +7,11 @@ advisory lock named after its namespace (`pg_advisory_xact_lock`), and the parti
 keeps one open participation per device and programme. Readers never wait for writers (MVCC),
 so a long write of one tenant (a world load) holds up nobody else.
 
+A database that is down, unreachable or stuck is a `StoreUnavailable` (503 store_unavailable)
+within `timeout` seconds: the wait for a pooled connection, every lock wait and every statement
+are bounded. After a failure, connections are checked before use for a while, so those broken
+by an outage are replaced at once and the first requests after the database returns succeed.
+
 Needs the `postgres` extra: `pip install 'vpp-sandbox[postgres]'`.
 """
 
@@ -14,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from vpp_sandbox.mock_server.store import (
@@ -40,10 +46,13 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "a postgresql:// --db needs psycopg 3: pip install 'vpp-sandbox[postgres]'"
     ) from exc
 
-# Every statement and every wait for a pooled connection is bounded: a stuck database is an
-# error answer, never a request that hangs forever.
-STATEMENT_TIMEOUT_MS = 15_000
-POOL_TIMEOUT_S = 15.0
+# Every wait for a pooled connection or a lock is bounded by the store's `timeout` (this by
+# default), and every statement by a little more: a stuck database is a quick error answer,
+# never a request that hangs.
+TIMEOUT_S = 3.0
+_STATEMENT_MARGIN_MS = 2_000
+# After a connection failed, each connection is checked (a round trip) before use this long.
+_SUSPECT_S = 30.0
 # The whole schema is created under this advisory lock: replicas starting at once are fine.
 _SCHEMA_LOCK = 0x7670_7073_616E_6478  # "vppsandx"
 
@@ -115,15 +124,24 @@ class PostgresStore(Store):
 
     kind = "postgresql"
     row_lock = " FOR UPDATE"
+    share_lock = " FOR SHARE"
 
     def __init__(
-        self, url: str, *, next_due: NextDue, encode: Encode, max_connections: int = 10
+        self,
+        url: str,
+        *,
+        next_due: NextDue,
+        encode: Encode,
+        max_connections: int = 10,
+        timeout: float = TIMEOUT_S,
     ) -> None:
         super().__init__(next_due=next_due, encode=encode)
         self.url = url
+        self.timeout = timeout
         self._max = max_connections
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._opening = asyncio.Lock()
+        self._suspect_until = 0.0
 
     def describe(self) -> str:
         try:
@@ -137,19 +155,25 @@ class PostgresStore(Store):
         async with self._opening:
             if self._pool is not None:
                 return self._pool
+            wait_ms = int(self.timeout * 1000)
             pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
                 self.url,
                 min_size=1,
                 max_size=self._max,
-                timeout=POOL_TIMEOUT_S,
+                timeout=self.timeout,
+                # A connection lost in an outage is tried again with a growing delay; giving up
+                # soon lets the next request try at once (it would wait for the delay else).
+                reconnect_timeout=self.timeout,
                 open=False,
                 kwargs={
                     "autocommit": True,
-                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                    "connect_timeout": max(1, round(self.timeout)),
+                    "options": f"-c lock_timeout={wait_ms} "
+                    f"-c statement_timeout={wait_ms + _STATEMENT_MARGIN_MS}",
                 },
             )
             try:
-                await pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+                await pool.open(wait=True, timeout=self.timeout)
                 async with pool.connection() as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     for sql in (*TABLES, *INDEXES):
@@ -173,16 +197,62 @@ class PostgresStore(Store):
 
     @asynccontextmanager
     async def _tx(self, lock: str | None = None) -> AsyncIterator[Tx]:
-        pool = self._pool or await self._open()
-        async with pool.connection() as conn, conn.transaction():
-            if lock is not None:
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,)
-                )
-            yield _Connection(conn)
+        async with self._connection() as conn:
+            committing = False
+            try:
+                async with conn.transaction():
+                    if lock is not None:
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,)
+                        )
+                    yield _Connection(conn)
+                    committing = True
+            except psycopg.OperationalError as exc:
+                if not committing:
+                    raise
+                # The connection failed during COMMIT: it may have been applied.
+                self._suspect_until = time.monotonic() + _SUSPECT_S
+                raise StoreUnavailable(
+                    f"PostgreSQL {self.describe()}: {exc}", maybe_applied=True
+                ) from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Tx]:
-        pool = self._pool or await self._open()
-        async with pool.connection() as conn:
+        async with self._connection() as conn:
             yield _Connection(conn)
+
+    def _single(self) -> AbstractAsyncContextManager[Tx]:
+        return self._read()  # autocommit: each statement its own transaction
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection (checked first for a while after a failure); the database's
+        unavailability, as it shows anywhere in the block, as StoreUnavailable."""
+        pool = self._pool or await self._open()
+        try:
+            conn = await self._checked(pool)
+            try:
+                yield conn
+            finally:
+                await pool.putconn(conn)  # a broken one is discarded and replaced
+        except psycopg.OperationalError as exc:
+            # Connection lost or refused, no pooled connection in time (PoolTimeout), a lock
+            # or statement timeout, the server shutting down.
+            self._suspect_until = time.monotonic() + _SUSPECT_S
+            raise StoreUnavailable(f"PostgreSQL {self.describe()}: {exc}") from exc
+
+    async def _checked(
+        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+    ) -> psycopg.AsyncConnection[Any]:
+        deadline = time.monotonic() + self.timeout
+        for _ in range(self._max + 1):
+            conn = await pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= self._suspect_until:
+                return conn
+            try:
+                await pool.check_connection(conn)
+            except psycopg.OperationalError:
+                await pool.putconn(conn)  # broken in the outage: the pool replaces it
+                continue
+            return conn
+        raise psycopg.OperationalError("every pooled connection was broken")

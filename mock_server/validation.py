@@ -454,7 +454,8 @@ def _alternative(schema: Any) -> str:
     if "minimum" in schema and "maximum" in schema:
         return f"{article} {kind} from {schema['minimum']} to {schema['maximum']}"
     if "example" in schema:
-        return f"{article} {kind} like {schema['example']}"
+        longest = f" of at most {schema['maxLength']} characters" if "maxLength" in schema else ""
+        return f"{article} {kind} like {schema['example']}{longest}"
     if "pattern" in schema:
         return f"{article} {kind} matching {schema['pattern']}"
     return f"{article} {kind}"

@@ -1,8 +1,10 @@
 """Seeded worlds into the sandbox: the one module of the mock that imports `fixtures`.
 
 `fixtures.worlds` builds a world (pure data, valid by construction); this module moves it to the
-sandbox clock, writes it to the store in one bulk transaction and registers what it knows
-(providers, programmes, device locations, accounts).
+sandbox clock, writes it to the store in batches and registers what it knows (providers,
+programmes, device locations, accounts). A big world is built in a process of its own whose
+memory is bounded (`BUILD_MEMORY_BYTES`); how many are built at once is
+`mock_server.admission`'s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import ctypes
 import gc
 import hashlib
 import multiprocessing
+import resource
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,10 +34,12 @@ from vpp_sandbox.mock_server.clock import Clock, Namespace
 from vpp_sandbox.mock_server.documents import check_document, encode_checked
 from vpp_sandbox.mock_server.lifecycle import Participation, encode_document
 from vpp_sandbox.mock_server.settings import Account, Settings
-from vpp_sandbox.mock_server.store import Row, Store, row_of
+from vpp_sandbox.mock_server.store import Admit, Row, Store, row_of
 
 __all__ = [
+    "BUILD_MEMORY_BYTES",
     "WORLD_NAMES",
+    "BuildFailed",
     "Loaded",
     "load_all",
     "load_into",
@@ -142,6 +148,11 @@ def _owned_id(namespace: Namespace, participation_id: str) -> str:
     return "vpp_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+# The address space a world-building process may use: the largest world (100,000) peaks at
+# about 300 MB (VmPeak, measured); past this the build fails instead of the machine swapping.
+BUILD_MEMORY_BYTES = 1024 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class WorldJob:
     """A world to build for one namespace whose clock reads `now` (picklable: it may travel
@@ -153,6 +164,7 @@ class WorldJob:
     account_id: str
     live_mode: bool
     now: datetime
+    memory: int = BUILD_MEMORY_BYTES  # the building process's address space, at most
 
 
 # What `world_rows` yields: ("catalog", (providers, programmes, device locations)), then
@@ -161,6 +173,10 @@ Message = tuple[str, Any]
 # A world this big is built in a process of its own: its CPU and memory never touch the server.
 IN_PROCESS_MAX = 2_000
 _CHUNK = 500
+
+
+class BuildFailed(RuntimeError):
+    """The world-building process failed (out of its memory, or it died): nothing loaded."""
 
 
 def world_rows(job: WorldJob) -> Iterator[Message]:
@@ -188,12 +204,21 @@ def world_rows(job: WorldJob) -> Iterator[Message]:
 
 
 def _child(conn: Connection, job: WorldJob) -> None:
-    """The world-building process: streams `world_rows` through the pipe, then exits."""
+    """The world-building process: streams `world_rows` through the pipe, then exits, within
+    `job.memory` bytes of address space."""
+    with contextlib.suppress(ValueError, OSError):  # where the system has no such limit
+        resource.setrlimit(resource.RLIMIT_AS, (job.memory, job.memory))
     try:
         for message in world_rows(job):
             conn.send(message)
+    except MemoryError:
+        with contextlib.suppress(OSError):
+            conn.send(("failed", f"it needed more than {job.memory // 2**20} MiB"))
+    except OSError:
+        pass  # the server stopped reading (the load was refused or its account deleted)
     except Exception as exc:
-        conn.send(("error", str(exc)))
+        with contextlib.suppress(OSError):
+            conn.send(("error", str(exc)))
     finally:
         conn.close()
 
@@ -215,9 +240,11 @@ async def _messages(job: WorldJob) -> AsyncIterator[Message]:
             try:
                 message: Message = await anyio.to_thread.run_sync(receiver.recv)
             except EOFError:
-                raise RuntimeError("the world-building process stopped") from None
+                raise BuildFailed("the world-building process stopped") from None
             if message[0] == "error":
                 raise ValueError(message[1])
+            if message[0] == "failed":
+                raise BuildFailed(message[1])
             yield message
             if message[0] == "done":
                 return
@@ -237,11 +264,15 @@ async def load_into(
     name: str,
     seed: int = 0,
     size: int | None = None,
+    *,
+    admit: Admit | None = None,
 ) -> Loaded:
     """Replace the namespace's participations with a world's of its mode (see `world_rows`).
 
     The world is built off the event loop and written in small batches, so the other
-    namespaces' requests go on meanwhile; this namespace's requests see it arrive.
+    namespaces' requests go on meanwhile; this namespace's requests see it arrive. Each batch
+    is admitted by `admit` given what the namespace holds (creates may run meanwhile), and
+    none is written once the account is deleted.
     """
     job = WorldJob(name, seed, size, namespace.account_id, namespace.live_mode,
                    await clock.now(namespace))
@@ -251,14 +282,33 @@ async def load_into(
         if kind == "catalog":
             providers, programmes, locations = payload
             await catalog.register(
-                providers=providers, programmes=programmes, device_locations=locations
+                providers=providers,
+                programmes=programmes,
+                device_locations=locations,
+                namespace=namespace,
             )
         elif kind == "rows":
-            loaded += await store.load_rows(payload)
+            loaded += await store.load_rows(payload, namespace=namespace, admit=admit)
         else:
             skipped = payload
     await store.compact()
     return Loaded(deleted, loaded, skipped)
+
+
+def _within_the_cap(world: World, limit: int) -> None:
+    """A ValueError (serve says it and stops) when a namespace of the world would hold more
+    than `--max-participations`: the start-up world is an insert path like any other."""
+    held = Counter(Namespace(p.account_id, p.live_mode) for _, p in world.participations)
+    if not held:
+        return
+    (namespace, most), = held.most_common(1)
+    if most > limit:
+        mode = "live" if namespace.live_mode else "test"
+        raise ValueError(
+            f"the world gives {namespace.account_id}'s {mode} mode {most} participations, more "
+            f"than --max-participations {limit}: load a smaller --size, or raise "
+            "--max-participations (VPP_MAX_PARTICIPATIONS)"
+        )
 
 
 def release_memory() -> None:
@@ -289,6 +339,7 @@ async def prepare(
         started = time.perf_counter()
         world = open_world(settings.world, settings.seed, settings.size)
         built = time.perf_counter() - started
+        _within_the_cap(world, settings.max_participations)
         await register(world, catalog)
         settings = settings.with_(accounts=merge_accounts(settings.accounts, world))
         label = f"{world.name} (seed {world.seed}" + (

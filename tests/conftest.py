@@ -15,9 +15,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session (one per xdist worker), started on demand."""
+def _running_postgres() -> Iterator[PostgresServer]:
     try:
         server = start_postgres()
     except PostgresUnavailable as exc:
@@ -28,3 +26,15 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (one per xdist worker), started on demand."""
+    yield from _running_postgres()
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the module's own, which its tests may stop and start."""
+    yield from _running_postgres()

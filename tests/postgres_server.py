@@ -53,6 +53,7 @@ class PostgresServer:
     bindir: Path
     root: Path
     port: int
+    options: str = ""
     made: list[str] = field(default_factory=list)
 
     @property
@@ -70,6 +71,18 @@ class PostgresServer:
             conn.execute(f"CREATE DATABASE {name}")
         self.made.append(name)
         return self.url(name)
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (every connection to it is cut)."""
+        subprocess.run(
+            _as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
+                       "-w", "stop"]),
+            check=True, capture_output=True, timeout=60,
+        )
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port."""
+        _pg_start(self.bindir, self.root, self.options)
 
     def stop(self) -> None:
         subprocess.run(
@@ -102,12 +115,16 @@ def start_postgres() -> PostgresServer:
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
+    _pg_start(bindir, root, options)
+    return PostgresServer(bindir, root, port, options)
+
+
+def _pg_start(bindir: Path, root: Path, options: str) -> None:
     started = subprocess.run(
-        _as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+        _as_owner([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-o", options, "-l",
                    str(root / "server.log"), "-w", "-t", "60", "start"]),
         capture_output=True, timeout=120, check=False,
     )
     if started.returncode != 0:
         log = (root / "server.log").read_text(errors="replace")[-2000:]
         raise PostgresUnavailable(f"PostgreSQL did not start: {started.stderr!r} {log}")
-    return PostgresServer(bindir, root, port)

@@ -328,9 +328,77 @@ def test_serve_prints_the_warning_to_stderr(
 
     ran: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
-    assert server.serve(Settings(host="0.0.0.0", db=str(tmp_path / "s.db"))) == 0
+    open_sandbox = Settings(host="0.0.0.0", db=str(tmp_path / "s.db"), allow_open_accounts=True)
+    assert server.serve(open_sandbox) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err and DEFAULT_ACCOUNT[0].account_id in err
     assert ran and ran[0]["host"] == "0.0.0.0"
     assert server.serve(Settings(host="127.0.0.1", db=str(tmp_path / "s.db"))) == 0
     assert "WARNING" not in capsys.readouterr().err
+
+
+ADMIN = "an-admin-key-of-24-chars"
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "says"),
+    [
+        ({"VPP_HOST": "0.0.0.0"}, [], "anyone who reaches the port may create accounts"),
+        ({}, ["--host", "192.168.1.10"], "--allow-open-accounts"),
+        ({"VPP_ADMIN_KEY": ""}, [], "the admin key (--admin-key, VPP_ADMIN_KEY) is empty"),
+        ({"VPP_ADMIN_KEY": "  "}, [], "has only 2 characters"),
+        ({}, ["--admin-key", "k"], "has only 1 characters"),
+        ({"VPP_ADMIN_KEY": "x" * 15, "VPP_HOST": "0.0.0.0"}, [], "16 or more random characters"),
+    ],
+    ids=["env-host", "flag-host", "empty-key", "blank-key", "1-char-key", "15-char-key"],
+)
+def test_serve_refuses_an_open_or_guessable_exposure_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    environ: dict[str, str],
+    flags: list[str],
+    says: str,
+) -> None:
+    """The real command line (uvicorn replaced: nothing listens): exit 2 and the reason."""
+    import uvicorn
+
+    from vpp_sandbox.cli import main
+
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    for name in ("VPP_HOST", "VPP_ADMIN_KEY", "VPP_ALLOW_OPEN_ACCOUNTS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--db", str(tmp_path / "s.db"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err, err
+    assert not ran
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--host", "0.0.0.0", "--admin-key", ADMIN],
+        ["--host", "0.0.0.0", "--allow-open-accounts"],
+        ["--host", "127.0.0.1"],
+        ["--admin-key", "x" * 16],
+    ],
+    ids=["admin-key", "allowed-open", "loopback", "16-char-key"],
+)
+def test_serve_starts_with_an_admin_key_or_open_on_purpose(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, flags: list[str]
+) -> None:
+    import uvicorn
+
+    from vpp_sandbox.cli import main
+
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    for name in ("VPP_HOST", "VPP_ADMIN_KEY", "VPP_ALLOW_OPEN_ACCOUNTS"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve", "--db", str(tmp_path / "s.db"), *flags]) == 0
+    assert len(ran) == 1
+    open_on_purpose = Settings.from_env({"VPP_ALLOW_OPEN_ACCOUNTS": "1"})
+    assert open_on_purpose.allow_open_accounts is True

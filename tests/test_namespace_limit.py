@@ -12,12 +12,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.sandbox_client import ACCOUNT_A, ACCOUNT_B, make_sandbox
 from tests.stores import sync
 from tests.test_http_errors import assert_error
 from vpp_sandbox.cli import build_parser
-from vpp_sandbox.mock_server.clock import Namespace
+from vpp_sandbox.mock_server.catalog import Catalog
+from vpp_sandbox.mock_server.clock import Namespace, SandboxClock
 from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.stores import open_store
+from vpp_sandbox.mock_server.worlds import prepare
 
 LIST = "/vpp-participations?limit=100"
 
@@ -75,3 +80,17 @@ def test_a_data_file_made_before_the_count_is_counted_when_opened(tmp_path: Path
     assert sb.create().status_code == 201
     assert_error(sb.create(), 409, "namespace_full")
     assert sync(sb.store.count(Namespace(ACCOUNT_A, False))) == 4
+
+
+def test_a_start_up_world_past_the_limit_is_refused_before_anything_is_loaded(
+    tmp_path: Path,
+) -> None:
+    """`serve --world` is an insert path too: a namespace of the world above the limit stops
+    the start with what to change, and nothing is written."""
+    db = str(tmp_path / "capped.db")
+    settings = Settings(db=db, world="load", size=300, max_participations=100)
+    store = open_store(db)
+    with pytest.raises(ValueError, match="more than --max-participations 100"):
+        sync(prepare(settings, store, SandboxClock(store), Catalog(store)))
+    assert sync(store.count()) == 0
+    sync(store.close())

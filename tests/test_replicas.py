@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.concurrently import together
 from tests.serve_process import served
 from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT
 
@@ -114,23 +115,6 @@ def _states(p: dict[str, Any]) -> list[str]:
     return [e["state"] for e in p["participation_state"] if e["status"] != "PENDING"]
 
 
-def _together(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls at once from threads (a barrier releases them together)."""
-    results: list[Any] = [None] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_concurrent_updates_through_every_process_are_all_kept(deployment: Deployment) -> None:
     d = deployment
     assert d.call("POST", "/_sandbox/clock", {"autopilot": False}).status_code == 200
@@ -140,7 +124,7 @@ def test_concurrent_updates_through_every_process_are_all_kept(deployment: Deplo
                       {"participation_state": [{"state": state, "status": "IN_PROGRESS"}]}
                       ).status_code == 200
     sets = REASON_SETS[:16]
-    answers = _together([
+    answers = together([
         (lambda rs=rs: d.call("POST", f"/vpp-participations/{pid}", {"participation_state": [
             {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": rs}]}))
         for rs in sets
@@ -164,7 +148,7 @@ def test_a_due_step_is_applied_once_when_every_process_reads_at_one_instant(
     assert d.call("POST", "/_sandbox/clock", {"freeze": True}).status_code == 200
     pids = [_create(d)["id"] for _ in range(6)]
     assert d.call("POST", "/_sandbox/clock", {"advance": "P8D"}).status_code == 200
-    pages = _together([lambda pid=pid: d.call("GET", f"/vpp-participations/{pid}")
+    pages = together([lambda pid=pid: d.call("GET", f"/vpp-participations/{pid}")
                        for pid in pids * 3])
     assert all(p.status_code == 200 for p in pages)
     for pid in pids:

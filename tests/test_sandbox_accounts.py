@@ -250,10 +250,12 @@ def test_faults_on_purpose_apply_to_the_accounts_endpoints_too() -> None:
 def test_settings_flags_and_banner_of_accounts_on_demand(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {"VPP_ADMIN_KEY": "from-env", "VPP_MAX_ACCOUNTS": "7"}
+    env = {"VPP_ADMIN_KEY": "from-env-0123456789", "VPP_MAX_ACCOUNTS": "7"}
     settings = Settings.from_env(env)
-    assert (settings.admin_key, settings.max_accounts) == ("from-env", 7)
+    assert (settings.admin_key, settings.max_accounts) == ("from-env-0123456789", 7)
     assert Settings.from_env({}).admin_key is None and Settings.from_env({}).max_accounts == 1000
+    # An empty variable is a key given empty (refused by `serve`), never "no key".
+    assert Settings.from_env({"VPP_ADMIN_KEY": ""}).admin_key == ""
     args = build_parser().parse_args(["serve", "--admin-key", "k", "--max-accounts", "5"])
     assert (args.admin_key, args.max_accounts) == ("k", 5)
     with pytest.raises(SystemExit):

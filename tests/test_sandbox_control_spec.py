@@ -63,6 +63,8 @@ def test_error_schema_matches_the_contracts_and_codes_are_catalogued(spec: dict[
         "account_not_found",
         "account_not_deletable",
         "account_limit_reached",
+        "operation_in_progress",
+        "store_unavailable",
     )
     for code in codes:
         assert code in CATALOGUE and code in ours["properties"]["code"]["description"]

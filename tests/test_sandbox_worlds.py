@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import requests
 
@@ -30,7 +31,9 @@ from vpp_sandbox.mock_server.store_sqlite import SqliteStore
 from vpp_sandbox.mock_server.stores import open_store
 from vpp_sandbox.mock_server.worlds import (
     IN_PROCESS_MAX,
+    BuildFailed,
     WorldJob,
+    _messages,
     prepare,
     shifted_row,
     world_rows,
@@ -175,6 +178,23 @@ def test_a_big_world_is_built_in_its_own_process_and_loads_the_same(tmp_path: Pa
     assert all(doc == by_id[doc["id"]] for doc in page)
     assert sync(ts.sb.store.count(ns)) == len(here)
     sync(ts.sb.store.close())
+
+
+@pytest.mark.slow
+def test_a_build_past_its_memory_bound_fails_and_loads_nothing(tmp_path: Path) -> None:
+    """The building process is bounded (`WorldJob.memory`): the largest world in 160 MiB fails
+    with BuildFailed (the server answers 503 server_busy) instead of taking the machine's
+    memory (8 builds at once reached 2.5 GB)."""
+
+    async def build_all(job: WorldJob) -> int:
+        rows = 0
+        async for kind, payload in _messages(job):
+            rows += len(payload) if kind == "rows" else 0
+        return rows
+
+    job = WorldJob("load", 0, 100_000, ACCOUNT_A, False, START, memory=160 * 2**20)
+    with pytest.raises(BuildFailed, match="more than 160 MiB"):
+        anyio.run(build_all, job)
 
 
 def test_post_world_rejects_unknown_worlds_and_bad_sizes() -> None:

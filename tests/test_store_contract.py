@@ -26,7 +26,10 @@ from vpp_sandbox.mock_server.lifecycle import (
 )
 from vpp_sandbox.mock_server.ratelimit import take
 from vpp_sandbox.mock_server.store import (
+    AccountGone,
+    AccountRecord,
     DuplicateParticipation,
+    Job,
     NamespaceFull,
     ParticipationNotFound,
     Store,
@@ -276,6 +279,13 @@ async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: St
     await store.catalog_put("provider", {"prv_a": '["A2", "https://a"]'})
     found = await store.catalog_get([("provider", "prv_a"), ("provider", "prv_b")])
     assert found == {("provider", "prv_a"): '["A2", "https://a"]'}
+    # A namespace's own world wins there, and only there; its reset forgets it.
+    await store.catalog_put("provider", {"prv_a": '["Own", "https://o"]'}, space)
+    keys = [("provider", "prv_a")]
+    assert await store.catalog_get(keys, space) == {keys[0]: '["Own", "https://o"]'}
+    assert await store.catalog_get(keys, ns()) == {keys[0]: '["A2", "https://a"]'}
+    await store.delete_namespace(space)
+    assert await store.catalog_get(keys, space) == {keys[0]: '["A2", "https://a"]'}
 
     first = await store.meta("secret", lambda: "one")
     assert first == "one" and await store.meta("secret", lambda: "two") == "one"
@@ -293,3 +303,166 @@ async def test_the_namespace_state_is_the_clock_and_the_earliest_due_step(store:
     assert clock == state
     assert earliest == store.row(first)[11] < store.row(second)[11]  # the sooner one
     assert await store.namespace_state(ns()) == (None, None, False, None)
+
+
+# -- heavy work and deleted accounts (issue 18) ----------------------------------------------------
+
+
+async def test_a_lease_is_held_once_and_an_expired_one_is_taken_over(store: Store) -> None:
+    scope, job = "ns:" + secrets.token_hex(6), Job("world load", "2026-11-02T09:00:00Z")
+    assert await store.take_job(scope, job, "one", now=100.0, ttl=30.0) is None
+    other = Job("reset", "2026-11-02T09:00:05Z")
+    held_by_one = Job(job.kind, job.started, "one")
+    assert await store.take_job(scope, other, "two", now=110.0, ttl=30.0) == held_by_one
+    assert await store.renew_job(scope, "one", 150.0)
+    assert await store.take_job(scope, other, "two", now=140.0, ttl=30.0) == held_by_one
+    # Its holder stopped renewing (a crash): past its expiry another takes it over.
+    assert await store.take_job(scope, other, "two", now=151.0, ttl=30.0) is None
+    assert not await store.renew_job(scope, "one", 200.0)
+    await store.release_job(scope, "one", now=152.0)  # not the holder any more: nothing
+    held_by_two = Job(other.kind, other.started, "two")
+    assert await store.take_job(scope, job, "three", now=152.0, ttl=30.0) == held_by_two
+    # A holder known to be gone (a killed process of this machine) is replaced at once.
+    assert await store.take_job(scope, job, "three", now=153.0, ttl=30.0,
+                                replace="someone else") == held_by_two
+    assert await store.take_job(scope, job, "three", now=153.0, ttl=30.0, replace="two") is None
+    await store.release_job(scope, "three", now=153.0)
+    assert await store.take_job(scope, job, "four", now=154.0, ttl=30.0) is None
+    # A release also forgets the leases that expired meanwhile, whoever held them.
+    stale = "ns:" + secrets.token_hex(6)
+    assert await store.take_job(stale, job, "five", now=150.0, ttl=1.0) is None
+    await store.release_job(scope, "four", now=160.0)
+    async with store._read() as tx:
+        left = await tx.fetchone("SELECT COUNT(*) FROM sandbox_jobs WHERE scope IN (?, ?)",
+                                 (scope, stale))
+    assert left is not None and left[0] == 0
+
+
+async def test_concurrent_takers_get_a_lease_once(store: Store) -> None:
+    scope, won = "ns:" + secrets.token_hex(6), []
+
+    async def take(holder: str) -> None:
+        if await store.take_job(scope, Job("reset", "t"), holder, now=1.0, ttl=30.0) is None:
+            won.append(holder)
+
+    async with anyio.create_task_group() as group:
+        for n in range(8):
+            group.start_soon(take, f"h{n}")
+    assert len(won) == 1
+
+
+async def _account(store: Store) -> str:
+    account_id = "acc_" + secrets.token_hex(12)
+    record = AccountRecord(account_id, "a" * 64, "b" * 64, "2026-11-02T09:00:00Z")
+    assert await store.create_account(record, admit=lambda kept: True)
+    return account_id
+
+
+async def _remains(store: Store, account_id: str) -> dict[str, int]:
+    """Rows of the account left in any table."""
+    found = {}
+    async with store._read() as tx:
+        for table in ("participations", "sandbox_clocks", "sandbox_rate_buckets",
+                      "sandbox_faults", "sandbox_counts", "sandbox_namespace_catalog",
+                      "sandbox_accounts"):
+            row = await tx.fetchone(f"SELECT COUNT(*) FROM {table} WHERE account_id=?",
+                                    (account_id,))
+            if row and row[0]:
+                found[table] = int(row[0])
+        row = await tx.fetchone("SELECT COUNT(*) FROM sandbox_jobs WHERE scope LIKE ?",
+                                (f"%{account_id}%",))
+        if row and row[0]:
+            found["sandbox_jobs"] = int(row[0])
+    return found
+
+
+async def test_nothing_can_be_written_into_a_deleted_account(store: Store) -> None:
+    account_id = await _account(store)
+    space = Namespace(account_id, False)
+    await store.insert(make(space))
+    await store.save_clock_state(space, ClockState(offset=timedelta(days=1)))
+    await store.catalog_put("provider", {"prv_a": '["A", "https://a"]'}, space)
+    deleted = await store.delete_account(account_id, "2026-11-02T10:00:00Z")
+    assert deleted is not None and deleted.test_participations == 1 and deleted.clocks == 1
+    writes = [
+        store.insert(make(space)),
+        store.load_rows([store.row(make(space))], namespace=space),
+        store.save_clock_state(space, ClockState(offset=timedelta(days=2))),
+        store.update_rate_bucket(space, lambda bucket: take(bucket, 2.0, 1.0)),
+        store.catalog_put("provider", {"prv_b": '["B", "https://b"]'}, space),
+    ]
+    for write in writes:
+        with pytest.raises(AccountGone):
+            await write
+    assert await _remains(store, account_id) == {}
+    # A second DELETE finds nothing to do.
+    assert await store.delete_account(account_id, "2026-11-02T10:00:01Z") is None
+
+
+async def test_an_interrupted_deletion_is_finished_by_the_next_one(store: Store) -> None:
+    account_id = await _account(store)
+    space = Namespace(account_id, False)
+    await store.load_rows([store.row(make(space)) for _ in range(120)], namespace=space)
+    deleting = anyio.Event()
+    original = store.delete_namespace
+
+    async def stop_after_the_first_batch(namespace: Namespace, *, batch: int = 50) -> int:
+        deleted = await original(namespace, batch=50)  # noqa: F841 - one batch is enough
+        deleting.set()
+        await anyio.sleep_forever()
+        raise AssertionError("not reached")
+
+    store.delete_namespace = stop_after_the_first_batch  # type: ignore[method-assign]
+    async with anyio.create_task_group() as group:
+        group.start_soon(store.delete_account, account_id, "2026-11-02T10:00:00Z")
+        await deleting.wait()
+        group.cancel_scope.cancel()  # as a crash would stop it
+    store.delete_namespace = original  # type: ignore[method-assign]
+    assert await store.unfinished_deletions() == [account_id]
+    with pytest.raises(AccountGone):  # meanwhile nothing can be written into it
+        await store.insert(make(space))
+    finished = await store.delete_account(account_id, "2026-11-02T10:00:05Z")
+    assert finished is not None
+    assert await _remains(store, account_id) == {}
+    assert await store.unfinished_deletions() == []
+
+
+async def test_a_load_is_admitted_batch_by_batch_and_skips_collisions(store: Store) -> None:
+    space = ns()
+    device = "dev_" + "4" * 24
+    await store.insert(make(space, device=device))  # created while the world loads
+    world = [store.row(make(space, device=device))] + [store.row(make(space)) for _ in range(9)]
+    assert await store.load_rows(world, batch=5, namespace=space, admit=below(20)) == 9
+    with pytest.raises(NamespaceFull):  # a batch the namespace cannot hold: none of it
+        await store.load_rows([store.row(make(space)) for _ in range(11)], batch=11,
+                              namespace=space, admit=below(20))
+    assert await store.count(space) == 10
+
+
+async def test_creates_racing_a_deletion_leave_nothing_behind(store: Store) -> None:
+    """Creates on connections of their own while the account is deleted (PostgreSQL: really
+    at once; a create that passed its check before the deletion is waited for)."""
+    for _ in range(4):
+        account_id = await _account(store)
+        space = Namespace(account_id, False)
+        started = anyio.Event()
+        made: list[str] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(_create_until_gone, store, space, made, started)
+            await started.wait()
+            assert await store.delete_account(account_id, "2026-11-02T10:00:00Z") is not None
+        assert await _remains(store, account_id) == {}, len(made)
+
+
+async def _create_until_gone(
+    store: Store, space: Namespace, made: list[str], started: anyio.Event
+) -> None:
+    for _ in range(60):
+        try:
+            made.append(await store.insert(make(space)))
+        except AccountGone:
+            return
+        if len(made) >= 20:
+            started.set()
+        await anyio.sleep(0)  # SQLite's calls never suspend: let the others in

@@ -55,6 +55,9 @@ class Option:
     default_text: str | None = None  # the README's default where the value says too little
     required: bool = False  # the run cannot start without it (flag or variable)
     secret: bool = False  # a key: better in the variable than on the command line
+    # An empty variable is a value (handed to `parse` and to the setting), not "unset": for a
+    # key whose absence opens something up, `VPP_ADMIN_KEY=""` must not mean "no key".
+    empty_is_given: bool = False
 
 
 def setting(default: Any = MISSING, *, option: Option, factory: Any = MISSING) -> Any:
@@ -141,7 +144,8 @@ def from_env(cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
         if option.env is None:
             continue
         raw = environ.get(option.env)
-        if raw is None or (raw.strip() == "" and option.switch is NO_SWITCH):
+        blank = raw is not None and raw.strip() == "" and not option.empty_is_given
+        if raw is None or (blank and option.switch is NO_SWITCH):
             continue
         try:
             if option.repeat:
