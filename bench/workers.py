@@ -124,6 +124,14 @@ def run(args: argparse.Namespace, sandboxes: dict[str, Sandbox], scripts: dict[s
             cells.append(f"{s.rps:7,.0f} ({s.rps_min:,.0f}-{s.rps_max:,.0f}) {s.p99:5.1f}ms"
                          + (f" E{s.errors}" if s.errors else ""))
         print(f"{name:<16}" + "".join(f"{c:>28}" for c in cells))
+    # Issue 16's PostgreSQL target: a retrieve (one round trip) at >= 60% of SQLite's req/s.
+    for workers in (1, 2, 4):
+        sqlite, pg = f"sqlite x{workers}", f"postgres x{workers}"
+        if ("retrieve", sqlite) in results and ("retrieve", pg) in results:
+            share = results[("retrieve", pg)].rps / results[("retrieve", sqlite)].rps
+            verdict = "met" if share >= 0.6 else f"MISSED by {(0.6 - share) * 100:.0f} points"
+            print(f"target: PostgreSQL retrieve >= 60% of SQLite's at {workers} worker"
+                  f"{'s' if workers > 1 else ''}: {share:.0%}  {verdict}")
     return 0
 
 
