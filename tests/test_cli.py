@@ -15,7 +15,9 @@ from tests.serve_process import ROOT, served
 from vpp_sandbox import options
 from vpp_sandbox.cli import ContractOptions, ProxyOptions, build_parser, main
 from vpp_sandbox.fixtures.worlds import build
-from vpp_sandbox.mock_server.settings import Settings
+from vpp_sandbox.mock_server.settings import DEFAULT_ACCOUNT, Settings
+
+DEFAULT_ACCOUNT_ID, DEFAULT_TEST_KEY = DEFAULT_ACCOUNT[0].account_id, DEFAULT_ACCOUNT[0].api_key
 
 
 def vpp_sandbox(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -174,3 +176,25 @@ def test_a_world_loaded_into_memory_is_served(tmp_path: Path) -> None:
         if p.account_id == account.account_id and not p.live_mode
     ]
     assert expected and sorted(listed) == sorted(expected)
+
+
+@pytest.mark.slow
+def test_a_contract_run_leaves_no_hypothesis_folder_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """Hypothesis keeps its files under the current directory unless told otherwise: a user
+    running `vpp-sandbox test` in their project gets none of them (unless --hypothesis-dir)."""
+    work, kept = tmp_path / "project", tmp_path / "kept"
+    work.mkdir()
+    with served("--db", ":memory:", cwd=tmp_path) as running:
+        env = {**os.environ, "VPP_TEST_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
+               "VPP_TEST_API_KEY": DEFAULT_TEST_KEY}
+        for extra in ([], ["--hypothesis-dir", str(kept)]):
+            done = subprocess.run(
+                [sys.executable, "-m", "vpp_sandbox", "test", "--base-url", running.base_url,
+                 "--profile", "quick", "--max-examples", "2", "--seed", "3", *extra],
+                capture_output=True, text=True, timeout=300, cwd=work, env=env,
+            )
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert list(work.iterdir()) == []
+    assert (kept / "constants").is_dir()  # asked for: kept where it was asked

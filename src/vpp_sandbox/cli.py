@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -91,6 +92,12 @@ class ContractOptions:
         "default",
         option=Option("--profile", "VPP_TEST_PROFILE", "how much to run",
                       choice("quick", "default", "thorough")),
+    )
+    hypothesis_dir: str | None = setting(
+        None,
+        option=Option("--hypothesis-dir", "VPP_TEST_HYPOTHESIS_DIR", "where Hypothesis keeps its "
+                      "files (its constants cache)", metavar="DIR",
+                      default_text="a temporary folder, removed after the run"),
     )
     min_coverage: float | None = setting(
         None,
@@ -273,6 +280,21 @@ def _resolved(cls: type, args: argparse.Namespace, environ: Any) -> argparse.Nam
     return argparse.Namespace(command=args.command, **values)
 
 
+def _in_hypothesis_dir(where: str | None, call: Callable[[], int]) -> int:
+    """Run `call` with Hypothesis keeping its files in `where`, else in a temporary folder: a
+    contract run drops no `.hypothesis/` into the user's working directory unasked (and puts
+    back the folder it found, for a caller in the same process)."""
+    from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+
+    before = storage_directory(intent_to_write=False).path
+    with tempfile.TemporaryDirectory(prefix="vpp-hypothesis-") as folder:
+        set_hypothesis_home_dir(folder if where is None else where)
+        try:
+            return call()
+        finally:
+            set_hypothesis_home_dir(before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
@@ -314,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problem is not None:
                 print(f"vpp-sandbox test: {problem}", file=sys.stderr)
                 return 2
-            return run(resolved)
+            return _in_hypothesis_dir(resolved.hypothesis_dir, lambda: run(resolved))
         from vpp_sandbox.mock_server.compat import CompatError
 
         try:
