@@ -178,10 +178,8 @@ def create_app(
             )
         return ui
 
-    endpoints = Endpoints(
-        operations(apis, documents.participation_schema()),
-        SpecPages(apis, swagger_ui, not_found(router)),
-    )
+    table = operations(apis, documents.participation_schema())
+    endpoints = Endpoints(table, SpecPages(apis, swagger_ui, not_found(router)))
     middleware = ConnexionMiddleware(
         endpoints,
         middlewares=stack(
@@ -190,6 +188,7 @@ def create_app(
             real=lambda: state.clock.real(),  # a test may swap the clock
             state=state,
             admin_key=settings.admin_key,
+            list_parameters=table["", "listVppParticipations"].parameters,
             intake=functools.partial(
                 IntakeMiddleware,
                 max_body_bytes=settings.max_body_bytes,

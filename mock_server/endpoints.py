@@ -10,7 +10,7 @@ or a 404/405 in the error format.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,7 @@ class Operation:
     has_body: bool
     checks: Mapping[str, ResponseCheck]  # status ("201", "default") -> its body's check
     required_headers: Mapping[str, frozenset[str]]
+    parameters: Sequence[Mapping[str, Any]]  # as the spec declares them, $refs resolved
 
     def check_of(self, status: int) -> tuple[ResponseCheck | None, frozenset[str]]:
         key = str(status) if str(status) in self.checks else "default"
@@ -122,6 +123,7 @@ def operations(
                     "requestBody" in op,
                     checks,
                     required,
+                    op.get("parameters", []),
                 )
     return table
 

@@ -24,7 +24,7 @@ from vpp_sandbox.mock_server.lifecycle import format_time, parse_records
 from vpp_sandbox.mock_server.participations import Participations
 from vpp_sandbox.mock_server.request import Facts
 from vpp_sandbox.mock_server.settings import Settings
-from vpp_sandbox.mock_server.store import Store
+from vpp_sandbox.mock_server.store import PageQuery, Store
 
 __all__ = ["AppState", "Handlers", "namespace_of", "new_participation_id"]
 
@@ -87,6 +87,12 @@ class AppState:
         return now
 
 
+def current(facts: Facts, now: datetime) -> bool:
+    """Whether what was read with the clock is still what the store holds: no autopilot move
+    was due by `now` (the catch-up made none)."""
+    return facts.earliest_due is None or facts.earliest_due > format_time(now)
+
+
 class Handlers:
     """One method per operationId of the contract (snake_case), bound to the app's state."""
 
@@ -113,14 +119,18 @@ class Handlers:
         device_id: str | None = None,
     ) -> Result:
         ns = namespace_of(facts)
-        await self.state.catch_up(ns, facts)
-        items, has_more = await self.state.participations.list_json(
-            ns,
-            limit=limit,
-            starting_after=starting_after,
-            ending_before=ending_before,
-            device_id=device_id,
-        )
+        now = await self.state.catch_up(ns, facts)
+        query = PageQuery(limit, starting_after, ending_before, device_id)
+        if facts.prefetched_page is not None and facts.page_query == query and current(facts, now):
+            items, has_more = facts.prefetched_page  # read with the clock: one round trip
+        else:
+            items, has_more = await self.state.participations.list_json(
+                ns,
+                limit=limit,
+                starting_after=starting_after,
+                ending_before=ending_before,
+                device_id=device_id,
+            )
         body = {
             "object": "list",
             "url": "/vpp-participations",
@@ -132,8 +142,11 @@ class Handlers:
     async def retrieve_vpp_participation(self, facts: Facts, participation_id: str) -> Result:
         ns = namespace_of(facts)
         now = await self.state.catch_up(ns, facts)
-        due = facts.earliest_due is not None and facts.earliest_due <= format_time(now)
-        if facts.prefetched is not None and facts.prefetched_id == participation_id and not due:
+        if (
+            facts.prefetched is not None
+            and facts.prefetched_id == participation_id
+            and current(facts, now)
+        ):
             return stored(facts.prefetched), 200  # read with the clock: one round trip
         return stored(await self.state.participations.get_json(ns, participation_id)), 200
 

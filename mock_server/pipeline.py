@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,8 @@ from vpp_sandbox.mock_server.errors import (
 from vpp_sandbox.mock_server.journal import Front, Journal
 from vpp_sandbox.mock_server.participations import refusal
 from vpp_sandbox.mock_server.request import SCOPE_KEY, Facts, facts_of, operation_of
-from vpp_sandbox.mock_server.store import StoreError, StoreUnavailable
+from vpp_sandbox.mock_server.store import PageQuery, StoreError, StoreUnavailable
+from vpp_sandbox.mock_server.validation import ParameterPlan
 
 __all__ = ["Errors", "Identify", "describe", "not_found", "route_error", "stack"]
 
@@ -236,12 +237,15 @@ class Identify:
         state: Any,  # handlers.AppState: its clock and authenticator may be swapped by tests
         admin_key: str | None,
         single: Callable[[Scope], str | None] = lambda scope: None,
+        page: Callable[[Scope], PageQuery | None] = lambda scope: None,
     ) -> None:
         self.app = app
         self.state = state
         self.admin_key = None if admin_key is None else admin_key.encode()
-        # The participation id of a request that reads one (a retrieve): read with the clock.
+        # The participation id of a request that reads one (a retrieve), the page of one that
+        # lists them: read with the clock.
         self.single = single
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -276,13 +280,13 @@ class Identify:
         namespace = caller.namespace
         assert namespace is not None
         facts.prefetched_id = self.single(scope)
-        read = await self.state.store.namespace_state(namespace, facts.prefetched_id)
+        store = self.state.store
+        if facts.prefetched_id is None and store.page_beside_state:
+            facts.page_query = self.page(scope)
+        read = await store.namespace_state(namespace, facts.prefetched_id, facts.page_query)
         facts.clock = read.clock or ClockState()
-        facts.earliest_due, facts.faults, facts.prefetched = (
-            read.earliest_due,
-            read.faults,
-            read.participation,
-        )
+        facts.earliest_due, facts.faults = read.earliest_due, read.faults
+        facts.prefetched, facts.prefetched_page = read.participation, read.page
         facts.now = facts.clock.now(self.state.clock.real())
 
 
@@ -301,6 +305,29 @@ def single_read(router: Router, operation_id: str) -> Callable[[Scope], str | No
     return single
 
 
+def page_read(
+    router: Router, operation_id: str, parameters: ParameterPlan
+) -> Callable[[Scope], PageQuery | None]:
+    """The page a GET of `operation_id` (a list) asks for, its query read by the same checks
+    its validator applies (so the limit is bounded before anything is read), else None: a
+    query the validator will refuse, or another request, reads no page."""
+    pattern = router.capture(operation_id)
+
+    def page(scope: Scope) -> PageQuery | None:
+        if scope["method"] not in ("GET", "HEAD") or pattern.match(scope["path"]) is None:
+            return None
+        try:
+            arguments = parameters.arguments(scope)
+        except ApiError:
+            return None
+        query = PageQuery(**arguments)
+        if query.starting_after is not None and query.ending_before is not None:
+            return None
+        return query
+
+    return page
+
+
 def stack(
     *,
     journal: Journal,
@@ -308,15 +335,22 @@ def stack(
     real: Callable[[], datetime],
     state: Any,
     admin_key: str | None,
+    list_parameters: Sequence[Mapping[str, Any]],
     intake: Callable[[ASGIApp], ASGIApp],
     faults: Callable[[ASGIApp], ASGIApp],
 ) -> list[Any]:
-    """The middleware list for `ConnexionMiddleware(middlewares=...)`, outermost first."""
+    """The middleware list for `ConnexionMiddleware(middlewares=...)`, outermost first.
+    (`list_parameters`: the list operation's, whose page is read with the clock.)"""
     single = single_read(router, "retrieveVppParticipation")
+    page = page_read(
+        router, "listVppParticipations", ParameterPlan(list_parameters, strict=True)
+    )
     return [
         functools.partial(Front, journal=journal),
         functools.partial(Errors, router=router, real=real),
-        functools.partial(Identify, state=state, admin_key=admin_key, single=single),
+        functools.partial(
+            Identify, state=state, admin_key=admin_key, single=single, page=page
+        ),
         intake,
         RoutingMiddleware,
         SecurityMiddleware,

@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from vpp_sandbox.mock_server.clock import ClockState, Namespace
 from vpp_sandbox.mock_server.settings import Account
+from vpp_sandbox.mock_server.store import Page, PageQuery
 
 __all__ = ["ROUTING", "SCOPE_KEY", "Caller", "Facts", "facts_of", "operation_of", "routed"]
 
@@ -69,6 +70,10 @@ class Facts:
     # A retrieve's participation, read with the clock (its stored JSON; None: not found).
     prefetched_id: str | None = None
     prefetched: str | None = None
+    # A list's page, read with the clock for the arguments the list will be called with (None:
+    # not a list, or its arguments are refused: the read happens, if at all, in the handler).
+    page_query: PageQuery | None = None
+    prefetched_page: Page | None = None
     now: datetime | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     body: Any = None

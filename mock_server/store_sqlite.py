@@ -109,6 +109,7 @@ class SqliteStore(Store):
     """The store on one SQLite file (or in memory), one connection per store object."""
 
     kind = "sqlite"
+    page_beside_state = False
 
     def __init__(
         self,

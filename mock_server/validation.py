@@ -301,7 +301,7 @@ class _Parameter:
         return ApiError("invalid_parameter", f"Invalid {location} parameter: {hint}")
 
 
-class _Plan:
+class ParameterPlan:
     """An operation's parameters, prepared once: what every request of it is checked against."""
 
     def __init__(self, definitions: Sequence[Mapping[str, Any]], strict: bool) -> None:
@@ -346,7 +346,7 @@ class _Plan:
 
 
 # id(definitions) -> plan: Connexion hands every request of an operation the same list.
-_PLANS: dict[int, _Plan] = {}
+_PLANS: dict[int, ParameterPlan] = {}
 
 
 class ParameterValidator:
@@ -363,7 +363,7 @@ class ParameterValidator:
     ) -> None:
         plan = _PLANS.get(id(parameters))
         if plan is None or plan.definitions is not parameters or plan.strict != strict_validation:
-            plan = _PLANS[id(parameters)] = _Plan(parameters, strict_validation)
+            plan = _PLANS[id(parameters)] = ParameterPlan(parameters, strict_validation)
         self.plan = plan
 
     def validate(self, scope: Scope) -> None:

@@ -52,6 +52,17 @@ def test_a_created_participation_is_active_a_week_later_on_its_forecast() -> Non
     assert listed == [p]
 
 
+def test_a_list_shows_the_moves_that_fell_due_before_it() -> None:
+    """The first read after time passed is a list: it answers after the catch-up (the page read
+    with the clock, before the moves, is not the answer)."""
+    ts = timed_sandbox()
+    created = ts.sb.create().json()
+    ts.real.pass_(days=7)
+    listed = ts.sb.list().json()["data"]
+    assert [p["current_state"] for p in listed] == ["ACTIVE"]
+    assert listed == [ts.sb.get(created["id"]).json()]
+
+
 def test_nothing_moves_before_its_time() -> None:
     ts = timed_sandbox()
     created = ts.sb.create().json()

@@ -117,3 +117,55 @@ def test_a_retrieve_is_one_read_of_the_store(db: str, request: pytest.FixtureReq
     counting.calls.clear()
     missing = client.get("/vpp-participations/vpp_" + "0" * 24, headers=headers)
     assert missing.status_code == 404 and missing.json()["code"] == "participation_not_found"
+
+
+@pytest.mark.parametrize("db", ["postgres", "sqlite-one-statement", "sqlite"])
+def test_a_list_is_one_read_of_the_store(db: str, request: pytest.FixtureRequest) -> None:
+    """One round trip: the page is read with the namespace's clock, for every query the list's
+    validator accepts; a refused query or an unknown cursor reads nothing more than its error
+    needs. SQLite, whose statements cost no round trip, reads the page apart (cheaper there),
+    and the same answers come both ways."""
+    from vpp_sandbox.mock_server.app import create_app
+    from vpp_sandbox.mock_server.stores import open_store
+
+    url = request.getfixturevalue("postgres").database() if db == "postgres" else ":memory:"
+    store = open_store(url)
+    if db == "sqlite-one-statement":
+        store.page_beside_state = True
+    reads = ["namespace_state"] if store.page_beside_state else ["namespace_state", "list_json"]
+    counting = CountingStore(store)
+    client = create_app(Settings(db=url), counting).test_client()  # type: ignore[arg-type]
+    account = DEFAULT_ACCOUNT[0]
+    token = client.get("/login", auth=(account.account_id, account.api_key)).json()
+    headers = {"Authorization": f"Bearer {token['bearer_token']}"}
+    device = "dev_" + "4" * 24
+    ids = [
+        client.post("/vpp-participations", headers=headers, json={
+            "device_id": device if i % 2 else "dev_" + f"{i:024x}",
+            "provider_id": "prv_" + "5" * 24, "programme_id": f"vpr_{i:024x}",
+        }).json()["id"]
+        for i in range(5)
+    ]
+    full = [p["id"] for p in client.get("/vpp-participations", headers=headers).json()["data"]]
+    assert sorted(full) == sorted(ids)
+    mine = [pid for pid in full if pid in ids[1::2]]
+    after, before = full.index(ids[3]) + 1, full.index(ids[1])
+    for query, expected, more in [
+        ("", full, False),
+        ("limit=2", full[:2], True),
+        (f"limit=2&starting_after={ids[3]}", full[after : after + 2], len(full) > after + 2),
+        (f"ending_before={ids[1]}&limit=1", full[before - 1 : before], before > 1),
+        (f"device_id={device}", mine, False),
+    ]:
+        counting.calls.clear()
+        got = client.get(f"/vpp-participations?{query}", headers=headers)
+        assert got.status_code == 200, got.text
+        assert counting.calls == reads, query
+        assert [p["id"] for p in got.json()["data"]] == expected, query
+        assert got.json()["has_more"] is more, query
+    for refused in ["limit=0", "limit=101", f"starting_after={ids[0]}&ending_before={ids[1]}"]:
+        counting.calls.clear()
+        got = client.get(f"/vpp-participations?{refused}", headers=headers)
+        assert got.status_code == 400 and counting.calls == ["namespace_state"], refused
+    unknown = client.get("/vpp-participations?starting_after=vpp_" + "0" * 24, headers=headers)
+    assert unknown.status_code == 400 and unknown.json()["code"] == "invalid_parameter"

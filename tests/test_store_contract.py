@@ -31,6 +31,8 @@ from vpp_sandbox.mock_server.store import (
     DuplicateParticipation,
     Job,
     NamespaceFull,
+    NamespaceState,
+    PageQuery,
     ParticipationNotFound,
     Store,
     UnknownCursor,
@@ -293,16 +295,49 @@ async def test_clocks_rate_buckets_catalogue_and_meta_are_shared_state(store: St
 
 async def test_the_namespace_state_is_the_clock_and_the_earliest_due_step(store: Store) -> None:
     space = ns()
-    assert await store.namespace_state(space) == (None, None, False, None)
+    assert await store.namespace_state(space) == NamespaceState(None, None)
     first, second = make(space, at=START), make(space, at=START + timedelta(hours=1))
     await store.insert(second)
     await store.insert(first)
     state = ClockState(offset=timedelta(days=1), autopilot=False)
     await store.save_clock_state(space, state)
-    clock, earliest, _, _ = await store.namespace_state(space)
+    clock, earliest, *_ = await store.namespace_state(space)
     assert clock == state
     assert earliest == store.row(first)[11] < store.row(second)[11]  # the sooner one
-    assert await store.namespace_state(ns()) == (None, None, False, None)
+    assert await store.namespace_state(ns()) == NamespaceState(None, None)
+
+
+@pytest.mark.parametrize("beside", [True, False], ids=["one-statement", "two-statements"])
+async def test_a_page_read_with_the_namespace_state_is_the_page_listed(
+    store: Store, beside: bool
+) -> None:
+    """A list's one round trip (`namespace_state(page=...)`) reads the page `list_json` reads,
+    for every kind of query; a cursor the namespace does not hold reads no page. Each store
+    reads it both ways (its own is one of them)."""
+    store.page_beside_state = beside
+    space, other = ns(), ns()
+    device = "dev_" + "7" * 24
+    made = [make(space, at=START + timedelta(minutes=i), device=device if i % 3 else None,
+                 programme=f"vpr_{i:024x}") for i in range(7)]
+    for p in made:
+        await store.insert(p)
+    await store.insert(make(other, at=START))
+    ids = [p.id for p in made]
+    queries = [
+        PageQuery(), PageQuery(limit=3), PageQuery(limit=7), PageQuery(limit=6),
+        PageQuery(limit=2, starting_after=ids[5]), PageQuery(limit=2, ending_before=ids[1]),
+        PageQuery(limit=10, ending_before=ids[0]), PageQuery(limit=1, starting_after=ids[0]),
+        PageQuery(device_id=device), PageQuery(limit=2, device_id=device, starting_after=ids[5]),
+        PageQuery(device_id="dev_" + "8" * 24),
+    ]
+    for query in queries:
+        listed = await store.list_json(space, **query._asdict())
+        state = await store.namespace_state(space, page=query)
+        assert state.page == listed, query
+        assert state == (await store.namespace_state(space))._replace(page=listed)
+    assert (await store.namespace_state(other, page=PageQuery(starting_after=ids[0]))).page is None
+    newest = [await store.get_json(space, pid) for pid in (ids[6], ids[5])]
+    assert (await store.namespace_state(space, page=PageQuery(limit=2))).page == (newest, True)
 
 
 # -- heavy work and deleted accounts (issue 18) ----------------------------------------------------
