@@ -231,15 +231,14 @@ def test_frameworks_are_used_through_their_public_names_only(path: Path) -> None
         for alias in node.names
     }
     for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
-        )
-        for target in targets:
-            base = target
-            while isinstance(base, ast.Attribute):
-                base = base.value
-            if isinstance(target, ast.Attribute) and isinstance(base, ast.Name):
-                assert base.id not in imported, f"{path}:{node.lineno} assigns to {base.id}"
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                base = target
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(target, ast.Attribute) and isinstance(base, ast.Name):
+                    assert base.id not in imported, f"{path}:{node.lineno} assigns to {base.id}"
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
