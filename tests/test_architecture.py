@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,16 @@ def test_the_repository_holds_no_link() -> None:
     assert not links, f"symbolic links in the repository: {links}"
     on_disk = [p for p in ROOT.rglob("*") if p.is_symlink() and not _ignored(p)]
     assert not on_disk, on_disk
+
+
+def test_mypy_checks_every_bench_script() -> None:
+    """The bench scripts import their siblings bare, so pyproject.toml names each one for mypy
+    (`modules`, and the tests' relaxed override): a script added to bench/ is added to both."""
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    scripts = sorted(p.stem for p in (ROOT / "bench").glob("*.py"))
+    assert sorted(mypy["modules"]) == scripts
+    relaxed = next(o for o in mypy["overrides"] if "tests.*" in o["module"])
+    assert sorted(set(relaxed["module"]) - {"tests.*"}) == scripts
 
 
 def _ignored(path: Path) -> bool:
