@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import gc
+import importlib
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from harness import (
     ACCOUNT,
@@ -43,6 +44,9 @@ from harness import (
     export,
     pool_body,
 )
+
+if TYPE_CHECKING:  # the type only: measure() imports the package (maybe an older revision)
+    from vpp_sandbox.mock_server.store import Store
 
 OPS = ("retrieve", "list", "create", "update")
 
@@ -141,9 +145,9 @@ def measure(ops: list[str], size: int, requests: int, repeats: int) -> dict[str,
         try:  # the async store (this code); --before an older revision: its sync Store
             from vpp_sandbox.mock_server.stores import open_store
         except ImportError:
-            from vpp_sandbox.mock_server.store import Store  # type: ignore[attr-defined]
-
-            store: Any = Store(settings.db)
+            # An older revision's sync Store(path), which this revision's types do not describe.
+            older = importlib.import_module("vpp_sandbox.mock_server.store")
+            store: Any = older.Store(settings.db)
             clock = SandboxClock(store)
             catalog: Any = Catalog()  # type: ignore[call-arg]
             settings, _ = prepare(settings, store, clock, catalog)  # type: ignore[misc]
@@ -152,7 +156,8 @@ def measure(ops: list[str], size: int, requests: int, repeats: int) -> dict[str,
             clock = SandboxClock(store)
             catalog = Catalog(store)
             settings, _ = asyncio.run(prepare(settings, store, clock, catalog))
-        app = create_app(settings, TimedStore(store), clock=clock, catalog=catalog)
+        # The wrapper forwards every attribute of the store: to the app, it is the store.
+        app = create_app(settings, cast("Store", TimedStore(store)), clock=clock, catalog=catalog)
         return asyncio.run(_measure(app, ops, requests, repeats))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

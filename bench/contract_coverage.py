@@ -50,7 +50,7 @@ def _profiles(seed: int) -> str:
         details.append(f"- `{profile}`, checks judged per rule: {by_rule}")
         details += [f"- `{profile}` did not make `{name}`: {why}"
                     for name, why in report.not_made().items()]
-        statuses = {}
+        statuses: dict[str, list[str]] = {}
         for (op, status), n in sorted(report.coverage.statuses.items()):
             statuses.setdefault(op, []).append(f"{status}: {n}")
         details += [f"- `{profile}`, `{op}` answered {', '.join(seen)}"

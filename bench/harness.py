@@ -343,9 +343,11 @@ def start_sandbox(
 
 # The update benchmark's participations: made, walked to ACTIVE, then SUSPENDED.
 SUSPEND_RECORDS: list[dict[str, object]] = [
-    *({"state": state, "status": "COMPLETE"} for state in HAPPY_PATH[1:]),
-    {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": ["OPERATOR_REQUEST"]},
+    {"state": state, "status": "COMPLETE"} for state in HAPPY_PATH[1:]
 ]
+SUSPEND_RECORDS.append(
+    {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": ["OPERATOR_REQUEST"]}
+)
 
 
 def pool_body(tag: str, i: int) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import os
 import sqlite3
 import statistics
@@ -170,7 +171,7 @@ def _run(base: str, db: str, pid: int, size: int) -> None:
           f"(--max-participations 100,000)")
     tenants = [_account(base) for _ in range(6)]
     _phase("6 accounts load at once", base, db, pid, prober,
-           [lambda h=h: _load(base, h, size) for _, h in tenants])
+           [functools.partial(_load, base, h, size) for _, h in tenants])
     c_id, c = _account(base)
 
     def delete_soon() -> tuple[int, str]:

@@ -121,10 +121,11 @@ def main() -> int:
     parser.add_argument("--participations", type=int, default=5000)
     args = parser.parse_args()
     direct = asyncio.run(_run(_sandbox(), args.requests))
+    out = io.StringIO()
     proxy = ContractProxy(ProxyOptions("http://upstream"),
-                          transport=httpx.ASGITransport(app=_sandbox()), out=io.StringIO())
+                          transport=httpx.ASGITransport(app=_sandbox()), out=out)
     through = asyncio.run(_run(proxy, args.requests))
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, out.getvalue()
     print(f"median ms per request, {args.requests} of each, in-process (no sockets)")
     for name in direct:
         print(f"  {name:<10} sandbox {direct[name]:6.2f}  through the proxy {through[name]:6.2f}"

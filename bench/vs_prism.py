@@ -454,8 +454,8 @@ def report(
                 )
             )
     print("\ntargets (the sandbox as users run it; --no-autopilot in brackets)")
-    for label, value, ok in targets:
-        print(f"  {label:<48} {value:>26}  {'met' if ok else 'MISSED'}")
+    for label, measured, ok in targets:
+        print(f"  {label:<48} {measured:>26}  {'met' if ok else 'MISSED'}")
     print("where the time goes: bench/asgi_cost.py (CPU per request, in the store and the rest)")
 
 

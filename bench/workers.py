@@ -95,7 +95,7 @@ def main() -> int:
 def run(args: argparse.Namespace, sandboxes: dict[str, Sandbox], scripts: dict[str, Path]) -> int:
     results: dict[tuple[str, str], Summary] = {}
     for op in OPERATIONS:
-        targets = []
+        targets: list[Target] = []
         for name, sb in sandboxes.items():
             if op == "retrieve":
                 target = Target(name, f"{sb.base}/vpp-participations/{sb.first_id()}", sb.token)

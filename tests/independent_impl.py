@@ -16,6 +16,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from vpp_sandbox import openapi
 
@@ -113,7 +115,7 @@ class Independent:
         self.spaces: dict[tuple[str, bool], Namespace] = {}
         spec = openapi.load()
         self.schemas = spec["components"]["schemas"]
-        self.app = Starlette(routes=[
+        self.app: ASGIApp = Starlette(routes=[
             Route("/login", self.login, methods=["GET"]),
             Route("/vpp-participations", self.create, methods=["POST"]),
             Route("/vpp-participations", self.list, methods=["GET"]),
@@ -169,7 +171,12 @@ class Independent:
     def _space(self, who: tuple[str, bool]) -> Namespace:
         return self.spaces.setdefault(who, Namespace())
 
-    async def _serve(self, request: Request, ctx: str, handler: Any) -> Response:
+    async def _serve(
+        self,
+        request: Request,
+        ctx: str,
+        handler: Callable[[Request, tuple[str, bool]], Awaitable[Response]],
+    ) -> Response:
         live = False
         try:
             who = self._who(request)

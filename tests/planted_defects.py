@@ -240,7 +240,9 @@ class ResubmissionRecomputesForecast(Rewriter):
         path = [s.value for s in expected_path(State(current["current_state"]))]
         if not path:
             return request.body
-        pending = [{"state": s, "status": "PENDING"} for s in path]
+        pending: list[dict[str, str | list[str]]] = [
+            {"state": s, "status": "PENDING"} for s in path
+        ]
         for r in pending:
             if r["state"] == "SUSPENDED":
                 r["suspension_reasons"] = ["OPERATOR_REQUEST"]

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,16 @@ def test_the_repository_holds_no_link() -> None:
     assert not on_disk, on_disk
 
 
+def test_mypy_checks_every_bench_script() -> None:
+    """The bench scripts import their siblings bare, so pyproject.toml names each one for mypy
+    (`modules`, and the tests' relaxed override): a script added to bench/ is added to both."""
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    scripts = sorted(p.stem for p in (ROOT / "bench").glob("*.py"))
+    assert sorted(mypy["modules"]) == scripts
+    relaxed = next(o for o in mypy["overrides"] if "tests.*" in o["module"])
+    assert sorted(set(relaxed["module"]) - {"tests.*"}) == scripts
+
+
 def _ignored(path: Path) -> bool:
     parts = path.relative_to(ROOT).parts
     # bench/.prism: the npm install of Prism that bench/vs_prism.py makes (git-ignored).
@@ -231,15 +242,14 @@ def test_frameworks_are_used_through_their_public_names_only(path: Path) -> None
         for alias in node.names
     }
     for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
-        )
-        for target in targets:
-            base = target
-            while isinstance(base, ast.Attribute):
-                base = base.value
-            if isinstance(target, ast.Attribute) and isinstance(base, ast.Name):
-                assert base.id not in imported, f"{path}:{node.lineno} assigns to {base.id}"
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                base = target
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                if isinstance(target, ast.Attribute) and isinstance(base, ast.Name):
+                    assert base.id not in imported, f"{path}:{node.lineno} assigns to {base.id}"
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)

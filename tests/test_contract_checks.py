@@ -249,13 +249,13 @@ def test_a_schema_problem_quotes_a_short_value_and_only_names_a_long_one() -> No
     while the GIL was held); a short value is still quoted as it was."""
     from vpp_sandbox.contract_tests.schemas import response_problem
 
-    page = {"object": "list", "url": "/vpp-participations", "has_more": False,
-            "data": [_participation(id=f"vpp_{n:024x}") for n in range(8000)]}
+    data = [_participation(id=f"vpp_{n:024x}") for n in range(8000)]
+    page = {"object": "list", "url": "/vpp-participations", "has_more": False, "data": data}
     problem = response_problem("listVppParticipations", 200, page)
     assert problem == (
         "data: the value (too long to quote) has more than 100 items"
     ), (problem or "")[:200]
-    short = {**page, "data": page["data"][:2], "has_more": "no"}
+    short = {**page, "data": data[:2], "has_more": "no"}
     assert response_problem("listVppParticipations", 200, short) == (
         'has_more: "no" is not of type "boolean"'
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from tests.contract_defects import SECOND
 from tests.independent_impl import Independent, build
@@ -56,16 +57,16 @@ def test_outside_the_spec_only_http_binds() -> None:
     impl = _impl()
     inner = impl.app
 
-    async def no_allow(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
-        async def strip(message: dict) -> None:  # type: ignore[type-arg]
+    async def no_allow(scope: Scope, receive: Receive, send: Send) -> None:
+        async def strip(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [
                     (k, v) for k, v in message["headers"] if k.lower() != b"allow"]}
-            await send(message)  # type: ignore[operator]
+            await send(message)
 
         await inner(scope, receive, strip)
 
-    impl.app = no_allow  # type: ignore[assignment]
+    impl.app = no_allow
     report = run_suites(_target(impl), options_for("quick", seed=SEED), ["cross-request"])
     assert not report.passed
     assert {f.check for f in report.findings} == {"http_rules_hold_outside_the_spec"}

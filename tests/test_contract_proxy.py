@@ -37,7 +37,7 @@ from tests.contract_defects import Answer as DefectAnswer
 from tests.serve_process import free_port
 from vpp_sandbox.cli import main
 from vpp_sandbox.contract_tests.findings import Violation
-from vpp_sandbox.contract_tests.ledger import Identity, Ledger
+from vpp_sandbox.contract_tests.ledger import Identity, Ledger, Observation
 from vpp_sandbox.contract_tests.proxy import ContractProxy, ProxyOptions
 from vpp_sandbox.contract_tests.proxy_ledger import ProxyLedger, identity_of_token, token_key
 from vpp_sandbox.contract_tests.proxy_report import RULES, LogEntry, dumps
@@ -153,6 +153,12 @@ def _proxy(upstream: Any, **options: Any) -> ContractProxy:
     )
 
 
+def _printed(proxy: ContractProxy) -> str:
+    """What the proxy printed: `_proxy` gives it a StringIO."""
+    assert isinstance(proxy.out, io.StringIO), proxy.out
+    return proxy.out.getvalue()
+
+
 def _target(proxy: ContractProxy) -> Target:
     return Target(
         Credentials(FIRST.account_id, FIRST.api_key),
@@ -245,7 +251,7 @@ def test_a_length_is_added_only_where_missing_and_a_broken_check_costs_no_answer
 
     proxy = _proxy(upstream)
 
-    def broken(*args: Any) -> Any:
+    def broken(exchange: Exchange, key: object | None = None) -> Observation:
         raise KeyError("a bug in a check")
 
     proxy.ledger.observe = broken  # type: ignore[method-assign]
@@ -258,7 +264,7 @@ def test_a_length_is_added_only_where_missing_and_a_broken_check_costs_no_answer
     assert got.headers == [(b"content-type", b"application/json"), (b"content-length", b"10")]
     assert head.body == b"" and head.header(b"content-length") == "13"
     assert proxy.tally.check_errors == 2
-    assert "could not check GET /login: KeyError" in proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert "could not check GET /login: KeyError" in _printed(proxy)
 
 
 def test_an_upstream_with_a_base_path_gets_it_before_every_path() -> None:
@@ -310,7 +316,7 @@ def test_warn_mode_passes_a_violating_answer_through_and_logs_it(tmp_path: Path)
     assert entry["response"]["status"] == 201 and entry["response"]["body"]["id"] == pid
     assert entry["curl"].startswith("curl -X POST -H \"Authorization: Bearer $VPP_TOKEN\"")
     assert entry["curl"].endswith("http://upstream/vpp-participations")
-    out = proxy.out.getvalue()  # type: ignore[attr-defined]
+    out = _printed(proxy)
     assert "VIOLATION rule 9 (identity_matches_token)" in out
 
 
@@ -372,7 +378,7 @@ def test_the_suite_through_the_proxy_in_front_of_the_sandbox_finds_nothing() -> 
     report = run_suites(_target(proxy), TINY)
     summary = proxy.finish()
     assert report.passed, report.render()
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, _printed(proxy)
     assert "PASSED: no violations" in summary
     assert all(proxy.tally.applied[rule] > 0 for rule in RULES), proxy.tally.applied
     assert proxy.tally.checked == proxy.tally.exchanges > 400
@@ -433,7 +439,7 @@ def test_a_response_outside_the_spec_is_reported_under_section_2() -> None:
         await _create_on_device(proxy, auth, "dev_" + "1" * 24)
 
     asyncio.run(scenario())
-    assert dict(proxy.tally.broken) == {"§2": 1}, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert dict(proxy.tally.broken) == {"§2": 1}, _printed(proxy)
     (violation,) = proxy.tally.examples["§2"]
     assert violation.check == "response_matches_schema"
     assert "'internal_score' was unexpected" in violation.message
@@ -450,7 +456,7 @@ def test_a_page_missing_a_known_participation_is_reported() -> None:
         await call(proxy, "GET", VPP, query=f"device_id={device}".encode(), headers=[auth])
 
     asyncio.run(scenario())
-    assert dict(proxy.tally.broken) == {"15": 1}, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert dict(proxy.tally.broken) == {"15": 1}, _printed(proxy)
     (violation,) = proxy.tally.examples["15"]
     assert violation.check == "list_page_is_complete"
     assert "is missing from a page of 3 for limit 30" in violation.message
@@ -480,7 +486,7 @@ def test_pages_in_both_directions_from_the_sandbox_pass() -> None:
         assert nearest.json()["has_more"] is True
 
     asyncio.run(scenario())
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, _printed(proxy)
     assert proxy.tally.applied["15"] == 4
 
 
@@ -500,7 +506,7 @@ def test_a_sandbox_reset_empties_what_the_proxy_knows_of_the_namespace() -> None
         assert listed.status == 200 and listed.json()["data"] == []
 
     asyncio.run(scenario())
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, _printed(proxy)
 
 
 def test_one_namespace_is_forwarded_one_request_at_a_time() -> None:

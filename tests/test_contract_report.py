@@ -142,7 +142,7 @@ def test_min_coverage_fails_a_run_that_exercised_too_little() -> None:
     assert low.failures == [] and not low.passed
     assert low.summary.percent < 50
     assert "coverage below --min-coverage 50%" in low.render()
-    suite = junit_xml(low).getroot().find("testsuite[@name='coverage']")
+    suite = _root(low).find("testsuite[@name='coverage']")
     assert suite is not None and suite.get("failures") == "1"
     enough = run_suites(target(None), options, ["security"], min_coverage=low.summary.percent)
     assert enough.passed
@@ -179,6 +179,18 @@ def test_a_walk_on_a_target_that_never_moves_does_not_pass() -> None:
 # -- JUnit ----------------------------------------------------------------------------------------
 
 
+def _root(report: Report) -> ET.Element:
+    root = junit_xml(report).getroot()
+    assert root is not None
+    return root
+
+
+def _skip_message(case: ET.Element) -> str:
+    skipped = case.find("skipped")
+    assert skipped is not None, case.get("name")
+    return skipped.get("message") or ""
+
+
 def _cases(root: ET.Element, suite: str) -> dict[str, ET.Element]:
     node = root.find(f"testsuite[@name='{suite}']")
     assert node is not None, suite
@@ -190,7 +202,7 @@ def test_junit_has_findings_a_tally_per_rule_and_skips_with_reasons() -> None:
     no_extras = type(plain)(plain.credentials, app=plain.app)  # no second account, no key
     report: Report = run_suites(no_extras, options_for("quick", seed=SEED),
                                 ["cross-request", "security", "isolation"])
-    root = junit_xml(report).getroot()
+    root = _root(report)
     assert [s.get("name") for s in root.findall("testsuite")] == [
         "findings", "advice", "rules", "suites", "coverage"]
     assert _cases(root, "findings") == {}
@@ -202,8 +214,7 @@ def test_junit_has_findings_a_tally_per_rule_and_skips_with_reasons() -> None:
     assert expired is not None and "VPP_CONTRACT_JWT_SECRET" in expired.get("message", "")
     isolation = {n: c for n, c in suites.items() if n.startswith("isolation")}
     assert len(isolation) > 3 and all(c.find("skipped") is not None for c in isolation.values())
-    assert all("--second-account-id" in (c.find("skipped").get("message") or "")  # type: ignore
-               for c in isolation.values())
+    assert all("--second-account-id" in _skip_message(c) for c in isolation.values())
     coverage = _cases(root, "coverage")
     never = coverage["rule 13: foreign_id_not_found"].find("skipped")
     assert never is not None and never.get("message", "").startswith("not checked: ")
@@ -216,7 +227,7 @@ def test_junit_has_one_failed_case_per_finding_under_its_root_cause() -> None:
     defect = next(d for d in DEFECTS if d.name == "control_active_while_suspended")
     report = run_suites(target(defect), options_for("quick", seed=SEED),
                         ["cross-request", "transitions"])
-    root = junit_xml(report).getroot()
+    root = _root(report)
     findings = _cases(root, "findings")
     assert len(findings) == len(report.findings) > 0
     assert all(c.find("failure") is not None for c in findings.values())

@@ -21,7 +21,7 @@ from tests.sandbox_client import ACCOUNT_A, make_sandbox, step
 from tests.sandbox_time import timed_sandbox
 from tests.stores import sync
 from vpp_sandbox import openapi
-from vpp_sandbox.mock_server import autopilot, participations, validation
+from vpp_sandbox.mock_server import autopilot, lifecycle, participations, scenarios, validation
 from vpp_sandbox.mock_server.clock import Namespace
 from vpp_sandbox.mock_server.documents import (
     InvalidDocument,
@@ -69,7 +69,7 @@ def test_a_valid_document_passes_and_a_broken_one_is_named() -> None:
 def test_a_create_that_would_store_a_broken_document_is_a_500_and_stores_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made = participations.new_participation
+    made = lifecycle.new_participation  # what `participations` imported under that name
     monkeypatch.setattr(participations, "new_participation", lambda **kw: broken(made(**kw)))
     sb = make_sandbox()
     assert_internal_error(sb.create())
@@ -82,7 +82,7 @@ def test_an_update_that_would_store_a_broken_document_is_a_500_and_changes_nothi
     sb = make_sandbox()
     pid = sb.create().json()["id"]
     before = sync(sb.store.get_json(NS, pid))
-    applied = participations.apply_update
+    applied = lifecycle.apply_update  # what `participations` imported under that name
     monkeypatch.setattr(
         participations, "apply_update", lambda *a, **kw: broken(applied(*a, **kw))
     )
@@ -96,7 +96,7 @@ def test_an_autopilot_move_that_would_store_a_broken_document_is_a_500_and_moves
     ts = timed_sandbox()
     pid = ts.sb.create().json()["id"]
     before = sync(ts.sb.store.get_json(NS, pid))
-    moved = autopilot.advance
+    moved = scenarios.advance  # what `autopilot` imported under that name
     monkeypatch.setattr(autopilot, "advance", lambda p, now: broken(moved(p, now)))
     ts.real.pass_(days=30)  # every step of the happy path is due
     assert_internal_error(ts.sb.get(pid))

@@ -196,7 +196,7 @@ def test_world_builders_are_bounded_across_every_process(deployment: Deployment)
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        answers = together([lambda t=t: t.load(CAP) for t in tenants])  # built apart
+        answers = together([functools.partial(t.load, CAP) for t in tenants])  # built apart
     finally:
         done.set()
         watcher.join()
@@ -293,7 +293,7 @@ def test_a_deletion_killed_midway_is_finished_by_the_next_delete_or_start(
             token = login.json()["bearer_token"]
             accounts.append(Account(d, account["account_id"],
                                     {"Authorization": f"Bearer {token}"}))
-        loads = together([lambda a=a: a.load(3_000) for a in accounts])
+        loads = together([functools.partial(a.load, 3_000) for a in accounts])
         assert [x.status for x in loads] == [200, 200]
         full = [a.held() for a in accounts]
         deleting = [threading.Thread(target=_quietly, args=(a.call, "DELETE",

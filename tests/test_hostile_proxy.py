@@ -79,7 +79,7 @@ def forwarded(upstream: Upstream, marker: str) -> list[str]:
     while not any(r.headers.get("x-marker") == marker for r in upstream.received):
         assert time.monotonic() < deadline, "the marker request never reached the upstream"
         time.sleep(0.01)
-    seen = []
+    seen: list[str] = []
     for received in upstream.received:
         if received.headers.get("x-marker") == marker:
             return seen

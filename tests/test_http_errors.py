@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -155,7 +156,7 @@ def test_bad_content_length_is_400(sb: Sandbox) -> None:
 
 def test_missing_token_is_401_on_every_operation(sb: Sandbox) -> None:
     pid = new_id("vpp")
-    calls = [
+    calls: list[tuple[Callable[..., Any], str, str, dict[str, Any]]] = [
         (sb.client.get, "/vpp-participations", LIST, {}),
         (sb.client.post, "/vpp-participations", CREATE, {"json": {}}),
         (sb.client.get, f"/vpp-participations/{pid}", RETRIEVE, {}),
@@ -241,7 +242,7 @@ def test_wrong_method_is_405_with_the_allowed_methods(sb: Sandbox, method: str, 
 
 
 def test_duplicate_create_is_409_naming_the_existing_participation(sb: Sandbox) -> None:
-    body = {"device_id": new_id("dev"), "programme_id": new_id("vpr")}
+    body: dict[str, Any] = {"device_id": new_id("dev"), "programme_id": new_id("vpr")}
     first = sb.create(**body).json()
     err = assert_error(sb.create(**body), 409, "participation_exists", CREATE)
     assert first["id"] in err["message"]

@@ -39,7 +39,9 @@ def past(p: dict[str, Any]) -> list[str]:
 def walk(sb: Sandbox, pid: str, path: list[str]) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for state in path:
-        extra = {"suspension_reasons": ["AWAITING_TELEMETRY"]} if state == "SUSPENDED" else {}
+        extra: dict[str, Any] = (
+            {"suspension_reasons": ["AWAITING_TELEMETRY"]} if state == "SUSPENDED" else {}
+        )
         r = sb.update(pid, step(state, **extra))
         assert r.status_code == 200, r.text
         body = r.json()
@@ -160,7 +162,7 @@ def test_failed_path(sb: Sandbox) -> None:
 
 
 def test_ineligible_path_then_the_device_may_enrol_again(sb: Sandbox) -> None:
-    body = {"device_id": new_id("dev"), "programme_id": new_id("vpr")}
+    body: dict[str, Any] = {"device_id": new_id("dev"), "programme_id": new_id("vpr")}
     first = sb.create(**body).json()
     dup = sb.create(**body)
     assert dup.status_code == 409
@@ -194,7 +196,9 @@ def test_illegal_transition_is_409_and_leaves_the_object_unchanged(sb: Sandbox) 
 
 def test_unknown_ids_get_deterministic_display_data_and_known_ones_come_from_the_catalog() -> None:
     sb1, sb2 = make_sandbox(), make_sandbox()
-    ids = {"provider_id": new_id("prv"), "programme_id": new_id("vpr"), "device_id": new_id("dev")}
+    ids: dict[str, Any] = {
+        "provider_id": new_id("prv"), "programme_id": new_id("vpr"), "device_id": new_id("dev")
+    }
     a, b = sb1.create(**ids).json(), sb2.create(**ids).json()
     for key in ("provider", "programme", "location_id"):
         assert a[key] == b[key]

@@ -56,7 +56,7 @@ def test_walk_forward_then_backward(sb: Sandbox) -> None:
     expected = newest_first(sb, 11)
     seen: list[str] = []
     pages = []
-    cursor: dict[str, str] = {}
+    cursor: dict[str, Any] = {}
     while True:
         page = sb.list(limit=4, **cursor).json()
         pages.append(ids(page))

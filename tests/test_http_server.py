@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
+from starlette.types import Message
 
 from tests.serve_process import served
 from tests.stores import memory_store
@@ -32,10 +32,10 @@ def test_start_up_builds_the_stack_then_freezes_the_heap_and_shutdown_closes_its
     app = create_app(Settings(db=":memory:"))
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return next(messages)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         built = app.middleware.middleware_stack is not None
         events.append(f"{message['type']} (stack built: {built})")
 

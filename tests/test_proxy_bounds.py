@@ -16,13 +16,24 @@ import threading
 import time
 import tracemalloc
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import jwt
 import pytest
 
+from tests.contract_defects import build
 from tests.hostile_upstream import ACCOUNT_ID, EMPTY_PAGE, REFUSED, bomb, participation
-from tests.test_contract_proxy import VPP, Answer, Tap, _create_body, _proxy, _token, build, call
+from tests.test_contract_proxy import (
+    VPP,
+    Answer,
+    Tap,
+    _create_body,
+    _printed,
+    _proxy,
+    _token,
+    call,
+)
 from vpp_sandbox.contract_tests.ledger import Identity
 from vpp_sandbox.contract_tests.proxy import INLINE_BYTES
 from vpp_sandbox.contract_tests.proxy_body import BoundedBody, TooLarge, accept_encoding
@@ -38,7 +49,9 @@ def bearer(account: str, key: str = "a signing key of at least 32 bytes", **clai
     return "Bearer " + jwt.encode(body, key, algorithm="HS256")
 
 
-def answering(body: bytes, *, status: int = 200, headers: list[tuple[bytes, bytes]] = ()) -> Any:  # type: ignore[assignment]
+def answering(
+    body: bytes, *, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> Any:
     """An ASGI upstream that answers every request with `body`."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -114,7 +127,7 @@ def test_an_answer_that_does_not_decode_passes_through_unjudged() -> None:
     answer = asyncio.run(call(proxy, "GET", VPP))
     assert answer.status == 200 and answer.body == broken
     assert proxy.tally.check_errors == 1
-    assert "does not decode as its Content-Encoding gzip says" in proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert "does not decode as its Content-Encoding gzip says" in _printed(proxy)
 
 
 # -- judging off the loop ------------------------------------------------------------------------
@@ -325,7 +338,7 @@ def test_a_forged_token_queues_behind_nobody_else() -> None:
 
     waits = asyncio.run(scenario())
     assert max(waits) < 0.5, waits
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, _printed(proxy)
 
 
 def test_a_forged_token_refused_by_the_upstream_changes_nothing_the_tenant_is_judged_on() -> None:
@@ -352,4 +365,4 @@ def test_a_forged_token_refused_by_the_upstream_changes_nothing_the_tenant_is_ju
         assert moved.json()["current_state"] != "ENROLMENT_REQUESTED"
 
     asyncio.run(scenario())
-    assert proxy.tally.violations == 0, proxy.out.getvalue()  # type: ignore[attr-defined]
+    assert proxy.tally.violations == 0, _printed(proxy)

@@ -6,7 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.test_contract_proxy import VPP, _create_body, _proxy, _token, build, call
+from tests.contract_defects import build
+from tests.test_contract_proxy import VPP, _create_body, _proxy, _token, call
 
 
 def test_the_proxy_writes_every_exchange_as_har_with_no_secret(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ two `serve` processes on one SQLite file, and two `serve` replicas on one Postgr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import secrets
 import threading
@@ -125,8 +126,8 @@ def test_concurrent_updates_through_every_process_are_all_kept(deployment: Deplo
                       ).status_code == 200
     sets = REASON_SETS[:16]
     answers = together([
-        (lambda rs=rs: d.call("POST", f"/vpp-participations/{pid}", {"participation_state": [
-            {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": rs}]}))
+        functools.partial(d.call, "POST", f"/vpp-participations/{pid}", {"participation_state": [
+            {"state": "SUSPENDED", "status": "IN_PROGRESS", "suspension_reasons": rs}]})
         for rs in sets
     ])
     assert [a.status_code for a in answers] == [200] * len(sets), [a.text for a in answers]
@@ -148,7 +149,7 @@ def test_a_due_step_is_applied_once_when_every_process_reads_at_one_instant(
     assert d.call("POST", "/_sandbox/clock", {"freeze": True}).status_code == 200
     pids = [_create(d)["id"] for _ in range(6)]
     assert d.call("POST", "/_sandbox/clock", {"advance": "P8D"}).status_code == 200
-    pages = together([lambda pid=pid: d.call("GET", f"/vpp-participations/{pid}")
+    pages = together([functools.partial(d.call, "GET", f"/vpp-participations/{pid}")
                        for pid in pids * 3])
     assert all(p.status_code == 200 for p in pages)
     for pid in pids:

@@ -76,6 +76,14 @@ def other(state: State) -> State:
     return S.SUSPENDED if state is S.ACTIVE else S.ACTIVE
 
 
+def other_step(p: Participation) -> dict[str, Any]:
+    """The request record for the move `other` makes, with a reason when it suspends."""
+    extra: dict[str, Any] = (
+        {"suspension_reasons": ["OPERATOR_REQUEST"]} if p.current_state is S.ACTIVE else {}
+    )
+    return step(other(p.current_state).value, **extra)
+
+
 def test_up_to_the_reserve_every_legal_move_is_taken() -> None:
     p, now = grown_to(FULL - 1)
     moved = apply_update(p, [record(other(p.current_state))], now + timedelta(minutes=1))
@@ -156,12 +164,7 @@ def test_http_answers_409_timeline_full_and_changes_nothing() -> None:
     p, _ = grown_to(FULL)
     sync(sb.store.load_rows([sb.store.row(p)]))
     before = sb.get(p.id).json()
-    move = [
-        step(
-            other(p.current_state).value,
-            **({"suspension_reasons": ["OPERATOR_REQUEST"]} if p.current_state is S.ACTIVE else {}),
-        )
-    ]
+    move = [other_step(p)]
     assert model.judge_update(before, move).status == 409  # the suite's oracle agrees
     r = sb.update(p.id, *move)
     error = assert_error(r, 409, "timeline_full", "api.vpp_participation_update")
@@ -179,12 +182,7 @@ def test_http_answers_409_timeline_full_and_changes_nothing() -> None:
 
 def test_the_oracle_takes_every_move_below_the_reserve() -> None:
     p, _ = grown_to(FULL - 1)
-    move = [
-        step(
-            other(p.current_state).value,
-            **({"suspension_reasons": ["OPERATOR_REQUEST"]} if p.current_state is S.ACTIVE else {}),
-        )
-    ]
+    move = [other_step(p)]
     assert model.judge_update(view(p), move).status == 200
     assert model.MAX_HISTORY == MAX_HISTORY
     assert {
