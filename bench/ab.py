@@ -4,7 +4,8 @@
 
 `--before` (and `--after`, else the working tree) is a git revision exported into a temporary
 directory and run from there (first on PYTHONPATH; the .venv's packages are shared). Each side
-serves its own new file with the same world (`load`, seed 1, --size); both are up at once and
+serves its own new file with the same world (`load`, seed 1, --size), or with `--store
+postgres` its own database on one throw-away PostgreSQL server (the tests'); both are up at once and
 measured in turn (A B A B ..., the first side moving each round). Prints, per operation, the
 median req/s of each side with its min-max, the median p99 and the change. For per-step
 figures in commit messages; bench/vs_prism.py is the comparison with Prism.
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from harness import (
+    ROOT,
     Sandbox,
     Server,
     Summary,
@@ -29,6 +31,9 @@ from harness import (
     suspended_pool,
     write_scripts,
 )
+
+sys.path.insert(0, str(ROOT))
+from tests.postgres_server import start_postgres
 
 OPS = ("retrieve", "list", "create", "update")
 
@@ -68,6 +73,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--no-autopilot", action="store_true")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     ops = [op.strip() for op in args.ops.split(",") if op.strip()]
     if set(ops) - set(OPS):
@@ -77,6 +83,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vpp-ab-"))
     scripts = write_scripts(tmp)
     servers: list[Server] = []
+    pg = start_postgres() if args.store == "postgres" else None
     try:
         sources = {
             "before": export(args.before, tmp / "before"),
@@ -85,7 +92,8 @@ def main() -> int:
         sides: dict[str, Sandbox] = {}
         for name, source in sources.items():
             sides[name] = start_sandbox(
-                tmp, name, size=args.size, autopilot=not args.no_autopilot, source=source
+                tmp, name, size=args.size, autopilot=not args.no_autopilot, source=source,
+                database=None if pg is None else pg.database(),
             )
             servers.append(sides[name].server)
         pools: dict[str, list[str]] = {}
@@ -104,7 +112,8 @@ def main() -> int:
         after_label = args.after or "work tree"
         print(
             f"\nbefore {args.before}, after {after_label}: wrk -t1 -c{args.connections}, "
-            f"{args.rounds} x {args.seconds:g} s in rotation, {args.size:,} participations, "
+            f"{args.rounds} x {args.seconds:g} s in rotation, {args.size:,} participations "
+            f"on {'PostgreSQL' if pg else 'SQLite'}, "
             f"autopilot {'off' if args.no_autopilot else 'on'}; median req/s (min-max), "
             "median p99"
         )
@@ -120,6 +129,8 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
+        if pg is not None:
+            pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -315,12 +315,14 @@ def start_sandbox(
     autopilot: bool = True,
     source: Path | None = None,
     workers: int = 1,
+    database: str | None = None,
 ) -> Sandbox:
     """`python -m vpp_sandbox serve` on a free port, as a user runs it (default settings).
 
-    Without `db`: a new file with the `load` world of `size` participations built and loaded
-    at start-up. With `db`: a restart on that file. `autopilot=False` adds --no-autopilot.
-    `source` runs another checkout of the code (its directory goes first on PYTHONPATH).
+    Without `db`: a new file (or the empty `database`, a PostgreSQL URL) with the `load` world
+    of `size` participations built and loaded at start-up. With `db`: a restart on that file.
+    `autopilot=False` adds --no-autopilot. `source` runs another checkout of the code (its
+    directory goes first on PYTHONPATH).
     """
     port = free_port()
     cmd = [str(VENV_PYTHON), "-m", "vpp_sandbox", "serve", "--port", str(port)]
@@ -331,10 +333,11 @@ def start_sandbox(
     if db is None:
         db = tmp / f"{name}-{size}-{time.monotonic_ns()}.db"
         cmd += ["--world", "load", "--size", str(size), "--seed", str(seed)]
+    where = str(db) if database is None else database
     # `python -m` puts the working directory first on sys.path: run from the checkout.
     env = {"PYTHONPATH": str(source)} if source is not None else None
     started = time.perf_counter()
-    server = Server([*cmd, "--db", str(db)], tmp / f"{name}.log", env, cwd=source or ROOT)
+    server = Server([*cmd, "--db", where], tmp / f"{name}.log", env, cwd=source or ROOT)
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/login", basic_auth(), server)
     startup = time.perf_counter() - started

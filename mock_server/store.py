@@ -502,7 +502,7 @@ class Store:
     # Whether a list's page is best read in the statement that reads the namespace's state:
     # where a statement is a round trip to a server. Where statements run in process, two
     # narrow ones cost less than one that repeats the state beside every item (SQLite: 40
-    # against 55 µs a page), so the pipeline asks for no page with the state.
+    # against 53 µs a page, bench/page_read.py), so the pipeline asks for no page with the state.
     page_beside_state = True
 
     def __init__(self, *, next_due: NextDue, encode: Encode) -> None:
