@@ -176,6 +176,10 @@ EXPECTED_DELAY: Mapping[State, timedelta] = {
 }
 
 _TELEMETRY_ENDED = frozenset({S.UNENROLLED}) | TERMINAL
+# The members by value, for the document parser (a dict look-up, not the enum's call).
+_STATES = {member.value: member for member in State}
+_STATUSES = {member.value: member for member in Status}
+_REASONS = {member.value: member for member in Reason}
 
 # A participation's history (its COMPLETE and IN_PROGRESS entries) holds at most MAX_HISTORY
 # entries, so every read and update costs the same bounded work however long it has lived (a
@@ -309,7 +313,11 @@ class Participation:
 
     @property
     def current(self) -> Entry:
-        return self.history[-1]
+        """The last entry of `history` (found from the end: only PENDING ones follow it)."""
+        for entry in reversed(self.timeline):
+            if entry.status is not Status.PENDING:
+                return entry
+        raise IndexError("a timeline without a COMPLETE or IN_PROGRESS entry")
 
     @property
     def current_state(self) -> State:
@@ -398,16 +406,17 @@ class Participation:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], scenario: str = "happy") -> Participation:
         """The participation of a stored document (or any canonical one: `encode`'s form,
-        UTC `Z` times): the one document parser, made for speed (a world of 100,000)."""
+        UTC `Z` times): the one document parser, made for speed (a world of 100,000). A
+        state, status or reason the lifecycle does not know is a KeyError."""
         when = datetime.fromisoformat
         timeline = tuple(
             Entry(
-                State(e["state"]),
-                Status(e["status"]),
+                _STATES[e["state"]],
+                _STATUSES[e["status"]],
                 e["description"],
                 when(e["occurred_at"]) if e.get("occurred_at") else None,
                 when(e["expected_at"]) if e.get("expected_at") else None,
-                tuple(Reason(r) for r in e.get("suspension_reasons", ())),
+                tuple(_REASONS[r] for r in e.get("suspension_reasons", ())),
             )
             for e in data["participation_state"]
         )
