@@ -878,9 +878,12 @@ class Store:
         participation's stored JSON (None: no such participation in the namespace) or one page
         (None: its cursor is not a participation of the namespace), so a retrieve or a list
         is one round trip (a page with no item takes two)."""
+        # The earliest due step is the first entry of `participations_due`, read as such: as
+        # MIN(), PostgreSQL's planner may aggregate every due row of the namespace (thousands
+        # after a world load) when its statistics are stale.
         due_and_faults = (
-            "(SELECT MIN(next_due_at) FROM participations WHERE account_id=? AND live_mode=? "
-            "AND next_due_at IS NOT NULL), "
+            "(SELECT next_due_at FROM participations WHERE account_id=? AND live_mode=? "
+            "AND next_due_at IS NOT NULL ORDER BY next_due_at LIMIT 1), "
             "EXISTS (SELECT 1 FROM sandbox_faults WHERE account_id=? AND live_mode=?)"
         )
         if page is not None and not self.page_beside_state:
