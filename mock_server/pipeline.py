@@ -318,9 +318,9 @@ def page_read(
             return None
         try:
             arguments = parameters.arguments(scope)
-        except ApiError:
+            query = PageQuery(**arguments)
+        except (ApiError, TypeError):  # refused, or a parameter a page query does not name
             return None
-        query = PageQuery(**arguments)
         if query.starting_after is not None and query.ending_before is not None:
             return None
         return query
