@@ -20,7 +20,6 @@ import functools
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.concurrently import together
 from tests.process_tree import descendants, rss_mb
-from tests.serve_process import free_port
+from tests.serve_process import served
 
 
 class Sampler(threading.Thread):
@@ -135,23 +134,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        db, port = str(Path(tmp) / "heavy.db"), free_port()
-        base = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "vpp_sandbox", "serve", "--db", db, "--port", str(port),
-                   "--workers", str(args.workers)]
-        with open(Path(tmp) / "serve.log", "wb") as log:
-            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                for _ in range(300):
-                    try:
-                        requests.get(f"{base}/openapi.json", timeout=1)
-                        break
-                    except requests.ConnectionError:
-                        time.sleep(0.1)
-                _run(base, db, server.pid, args.size)
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
+        db = str(Path(tmp) / "heavy.db")
+        with served("--db", db, "--workers", str(args.workers)) as server:
+            _run(server.base_url, db, server.process.pid, args.size)
     return 0
 
 

@@ -15,7 +15,6 @@ import argparse
 import collections
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,31 +28,17 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.postgres_server import start_postgres
-from tests.serve_process import free_port
+from tests.serve_process import served
 
 A = ("acc_" + "5a" * 12, "sk_test_" + "a1" * 16)
 B = ("acc_" + "5b" * 12, "sk_test_" + "b2" * 16)
 
 
 @contextmanager
-def _served(db: str, timeout: float, tmp: str) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "vpp_sandbox", "serve", "--db", db, "--port", str(port),
-               "--store-timeout", str(timeout), "--account", ":".join(A),
-               "--account", ":".join(B)]
-    with open(Path(tmp) / f"serve-{port}.log", "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(300):
-                try:
-                    requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+def _served(db: str, timeout: float) -> Iterator[str]:
+    accounts = ("--account", ":".join(A), "--account", ":".join(B))
+    with served("--db", db, "--store-timeout", str(timeout), *accounts) as server:
+        yield server.base_url
 
 
 def _headers(base: str, account: tuple[str, str]) -> dict[str, str]:
@@ -77,7 +62,7 @@ def _timed(base: str, path: str, headers: dict[str, str]) -> tuple[int, float]:
 
 def sqlite_lock(timeout: float, tmp: str) -> None:
     db = str(Path(tmp) / "locked.db")
-    with _served(db, timeout, tmp) as base:
+    with _served(db, timeout) as base:
         a, b = _headers(base, A), _headers(base, B)
         _create(base, a)
         outside = sqlite3.connect(db, isolation_level=None)
@@ -105,11 +90,11 @@ def sqlite_lock(timeout: float, tmp: str) -> None:
         print(f"  lock gone: A's next create {after[0]} in {after[1] * 1000:.1f} ms")
 
 
-def postgres_outage(timeout: float, tmp: str) -> None:
+def postgres_outage(timeout: float) -> None:
     server = start_postgres()
     try:
         url = server.database()
-        with _served(url, timeout, tmp) as base:
+        with _served(url, timeout) as base:
             a = _headers(base, A)
             _create(base, a)
             pid = requests.get(f"{base}/vpp-participations?limit=1", headers=a,
@@ -154,7 +139,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.chmod(tmp, 0o777)
         sqlite_lock(args.store_timeout, tmp)
-        postgres_outage(args.store_timeout, tmp)
+        postgres_outage(args.store_timeout)
     return 0
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,14 +25,12 @@ from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.serve_process import served
+
 A = ("acc_" + "a" * 24, "sk_test_" + "a" * 24)
 B = ("acc_" + "b" * 24, "sk_test_" + "b" * 24)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _token(base: str, account: tuple[str, str]) -> dict[str, str]:
@@ -100,23 +96,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "fair.db") if args.db == "sqlite" else args.db
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "vpp_sandbox", "serve", "--db", db, "--port", str(port),
-                   "--account", ":".join(A), "--account", ":".join(B)]
-        with open(Path(tmp) / "serve.log", "wb") as log:
-            server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                for _ in range(300):
-                    try:
-                        requests.get(f"{base}/openapi.json", timeout=1)
-                        break
-                    except requests.ConnectionError:
-                        time.sleep(0.1)
-                return _run(base, db, server.pid, args)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+        accounts = ("--account", ":".join(A), "--account", ":".join(B))
+        with served("--db", db, *accounts) as server:
+            return _run(server.base_url, db, server.process.pid, args)
 
 
 def _run(base: str, db: str, pid: int, args: argparse.Namespace) -> int:
