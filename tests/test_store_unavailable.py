@@ -35,14 +35,18 @@ TIMEOUT = 1.5  # --store-timeout of these servers
 class Tenant:
     def __init__(self, base: str, account: tuple[str, str]) -> None:
         self.base = base
-        r = requests.get(base + "/login", auth=account, timeout=10)
+        # One client, as a tenant runs one: its connections are kept alive and reused. (A new
+        # connection per call, kept open by each answer a test holds on to, would reach the
+        # server's --max-connections in a fast loop and be answered 503 server_busy.)
+        self.session = requests.Session()
+        r = self.session.get(base + "/login", auth=account, timeout=10)
         assert r.status_code == 200, r.text
         self.headers = {"Authorization": f"Bearer {r.json()['bearer_token']}"}
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[requests.Response, float]:
         started = time.monotonic()
-        r = requests.request(method, self.base + path, json=body, headers=self.headers,
-                             timeout=30)
+        r = self.session.request(method, self.base + path, json=body, headers=self.headers,
+                                 timeout=30)
         return r, time.monotonic() - started
 
     def create(self) -> tuple[requests.Response, float]:
